@@ -1,0 +1,5 @@
+import sys
+
+from saeray.cli import main
+
+sys.exit(main())
