@@ -108,6 +108,8 @@ def register_sae(
 
     if source is None:
         source = SAESource.LOCAL if Path(path).exists() else SAESource.HUGGINGFACE
+    if source == SAESource.HUGGINGFACE and path_in_repo is None and "://" not in path:
+        path = f"hf://{path}"  # a bare repo id means the repo's root, never a local path
     info = describe_sae(path, path_in_repo=path_in_repo, revision=revision, format=format)
     hook = hook_point or info.hook_name
     if hook is None:

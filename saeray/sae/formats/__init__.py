@@ -1,0 +1,1 @@
+"""One module per published SAE layout; each exposes ``FORMAT`` (see ``common.SAEFormat``)."""
