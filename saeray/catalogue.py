@@ -181,9 +181,9 @@ def register_dataset(
     session: Session, spec: str, *, name: str | None = None, text_field: str = "text"
 ) -> Dataset:
     """Register a corpus by its spec (builtin:..., a path or glob, hf:name:split)."""
-    from saeray.corpus import parse_spec
+    from saeray.corpus import parse_corpus_spec
 
-    parse_spec(spec, text_field=text_field)  # refuse a malformed spec at the door
+    parse_corpus_spec(spec, text_field=text_field)  # refuse a malformed spec at the door
     existing = session.exec(
         select(Dataset).where(Dataset.spec == spec, Dataset.text_field == text_field)
     ).first()
