@@ -181,9 +181,10 @@ def register_dataset(
     session: Session, spec: str, *, name: str | None = None, text_field: str = "text"
 ) -> Dataset:
     """Register a corpus by its spec (builtin:..., a path or glob, hf:name:split)."""
-    from saeray.corpus import parse_corpus_spec
+    from saeray.corpus import list_shards, parse_corpus_spec
 
-    parse_corpus_spec(spec, text_field=text_field)  # refuse a malformed spec at the door
+    # Refuse a malformed spec or a missing file at the door, not in a job hours later.
+    list_shards(parse_corpus_spec(spec, text_field=text_field))
     existing = session.exec(
         select(Dataset).where(Dataset.spec == spec, Dataset.text_field == text_field)
     ).first()
