@@ -9,7 +9,7 @@ import sys
 from saeray.errors import SaerayError
 
 # Subcommand modules, each exposing ``register(subparsers)``; a handler returns an exit code.
-COMMAND_MODULES = ("db", "sae")
+COMMAND_MODULES = ("db", "sae", "label")
 
 
 def build_parser() -> argparse.ArgumentParser:
