@@ -106,4 +106,3 @@ def report_progress(session: Session, job: JobFields, progress: float, **fields:
     job.heartbeat_at = utcnow()
     session.add(job)
     session.commit()
-

@@ -9,7 +9,7 @@ import sys
 from saeray.errors import SaerayError
 
 # Subcommand modules, each exposing ``register(subparsers)``; a handler returns an exit code.
-COMMAND_MODULES = ("db", "sae", "label")
+COMMAND_MODULES = ("db", "sae", "train", "label", "serve", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -266,7 +266,6 @@ def upgrade() -> None:
         )
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("feature_labels", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_feature_labels_labeling_job_id"))

