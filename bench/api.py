@@ -1,7 +1,7 @@
 """Status reads through Ray Serve under concurrent clients.
 
     .venv/bin/python -m bench.api [--clients 50] [--requests 20000] [--seconds 30]
-        [--interval 0] [--replicas 1] [--max-ongoing 64] [--database-url URL]
+        [--interval 0] [--replicas 2] [--max-ongoing 64] [--database-url URL]
 
 Starts a local Ray (2 CPUs) and the API on Serve at 127.0.0.1, over a fresh SQLite database
 in a temporary folder (or ``--database-url``, upgraded first), with one running extraction
@@ -173,7 +173,7 @@ def main() -> None:
         default=0.0,
         help="seconds between one client's requests (0: back to back, measuring saturation)",
     )
-    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--max-ongoing", type=int, default=64)
     parser.add_argument("--database-url", default=None)
     parser.add_argument(

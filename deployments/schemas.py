@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from deployments.config_models import request_model
 from saeray.extraction.config import ExtractionConfig
@@ -14,6 +14,25 @@ from saeray.lifecycle import JobStatus
 from saeray.training.config import TrainingConfig
 
 SourceType = Literal["trained", "external"]
+NAME_MAX_BYTES = 255  # one file name, on every common filesystem
+PATH_MAX_BYTES = 4096
+
+
+def check_path_text(value: str) -> str:
+    """A string the server may look up as a file path: refused here (422) when no
+    filesystem could hold it, instead of failing deep inside a lookup."""
+    if "\x00" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    if len(value.encode()) > PATH_MAX_BYTES or any(
+        len(part.encode()) > NAME_MAX_BYTES for part in value.split("/")
+    ):
+        raise ValueError(
+            f"too long for a path: at most {PATH_MAX_BYTES} bytes, {NAME_MAX_BYTES} per name"
+        )
+    return value
+
+
+PathText = Annotated[str, Field(min_length=1), AfterValidator(check_path_text)]
 JobKindName = Literal["extraction", "labeling", "training"]
 
 
@@ -40,7 +59,7 @@ class HealthOut(BaseModel):
 class ModelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, description="Hugging Face hub id or a local model folder")
+    name: PathText = Field(description="Hugging Face hub id or a local model folder")
     revision: str | None = Field(default=None, description="Hub revision (branch, tag, commit)")
     trust_remote_code: bool = False
 
@@ -60,10 +79,8 @@ class ModelOut(Row):
 class SAEIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(
-        min_length=1, description="A local SAE file or folder, or a Hugging Face repo id"
-    )
-    path_in_repo: str | None = Field(default=None, description="Folder inside the hub repo")
+    path: PathText = Field(description="A local SAE file or folder, or a Hugging Face repo id")
+    path_in_repo: PathText | None = Field(default=None, description="Folder inside the hub repo")
     revision: str | None = None
     name: str | None = Field(default=None, description="Display name; default from the path")
     format: str | None = Field(default=None, description="SAE file format; default: detected")
@@ -93,8 +110,8 @@ class SAEOut(Row):
 class DatasetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    spec: str = Field(
-        min_length=1, description="builtin:<name>, a text/JSONL file or glob, or hf:<name>:<split>"
+    spec: PathText = Field(
+        description="builtin:<name>, a text/JSONL file or glob, or hf:<name>:<split>"
     )
     name: str | None = None
     text_field: str = Field(default="text", min_length=1)
@@ -252,7 +269,7 @@ TrainingConfigIn = request_model(
 class TrainingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_name: str = Field(min_length=1, description="Hub id or local folder of the model")
+    model_name: PathText = Field(description="Hub id or local folder of the model")
     hook_point: str = Field(min_length=1, description="e.g. blocks.3.hook_resid_post")
     dataset_id: str = Field(min_length=1, description="The dataset to stream activations of")
     name: str | None = Field(default=None, description="Name of the SAE it will register")

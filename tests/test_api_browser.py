@@ -1,11 +1,17 @@
-"""The feature browser page and the `saeray serve` command line."""
+"""The feature browser page, the `saeray serve` command line and the Serve config file."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
+from pathlib import Path
 
-from deployments.app import build_app
+import yaml
+from ray.serve.deployment import Application
+from ray.serve.schema import ServeDeploySchema
+
+from deployments.app import SaerayAPI, build_app
 from saeray.browser import page_html
 from saeray.cli import serve as serve_command
 from tests.api_helpers import api_client
@@ -37,5 +43,15 @@ def test_serve_command_line():
     parser = argparse.ArgumentParser()
     serve_command.register(parser.add_subparsers())
     args = parser.parse_args(["serve", "--address", "auto", "--port", "9000"])
-    assert (args.address, args.host, args.port, args.replicas) == ("auto", "127.0.0.1", 9000, 1)
+    assert (args.address, args.host, args.port, args.replicas) == ("auto", "127.0.0.1", 9000, 2)
     assert args.func is serve_command._serve
+
+
+def test_the_serve_config_deploys_the_api():
+    path = Path(__file__).parents[1] / "deployments" / "serve_config.yaml"
+    config = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    (application,) = config.applications
+    module, _, name = application.import_path.partition(":")
+    assert isinstance(getattr(importlib.import_module(module), name), Application)
+    (deployment,) = application.deployments
+    assert deployment.name == SaerayAPI.name == "saeray-api"

@@ -4,6 +4,7 @@ to start on a database that is behind."""
 
 from __future__ import annotations
 
+import huggingface_hub.constants
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -35,7 +36,9 @@ def fuzzed_app(tmp_path_factory):
         env.setenv("SAERAY_ARTIFACTS", str(home / "artifacts"))
         env.setenv("SAERAY_DATABASE_URL", url)
         env.delenv("SAERAY_API_TOKEN", raising=False)
-        env.setenv("HF_HUB_OFFLINE", "1")  # a generated hub id must not go online
+        # A generated hub id must not go online (the constant is read once, at import).
+        env.setenv("HF_HUB_OFFLINE", "1")
+        env.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
         upgrade(url)
         seed(url)
         yield api_client().app
@@ -43,23 +46,10 @@ def fuzzed_app(tmp_path_factory):
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_generated_request_gets_a_server_error(case, fuzzed_app):
     # Generous: the first model or SAE registered in a process imports torch and transformers.
-    import time as _t
-
-    _s = _t.monotonic()
     response = case.call(app=fuzzed_app, timeout=120)
-    if _t.monotonic() - _s > 2:
-        print(
-            "SLOW",
-            round(_t.monotonic() - _s, 1),
-            case.operation.label,
-            case.path_parameters,
-            case.query,
-            case.body,
-            flush=True,
-        )
     case.validate_response(
         response,
         checks=[

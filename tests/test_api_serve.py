@@ -98,7 +98,7 @@ def server(tmp_path_factory):
         private_agent_port(env)
         ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
         try:
-            base = start(None, "127.0.0.1", free_port())
+            base = start(None, "127.0.0.1", free_port(), replicas=1)  # light on 2 shared cores
             yield base + "/api/v1", url
         finally:
             serve.shutdown()

@@ -373,3 +373,20 @@ def test_the_job_entrypoint_registers_an_sae_path_and_a_corpus_spec(
     assert (job.config["max_tokens"], job.config["top_k"]) == (300, 3)
     assert (job.hook_point, job.model_name) == (HOOK, str(assets.model))
     assert main(["--dataset", str(assets.corpus)]) == 2  # a usage mistake, said as such
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_error_in_the_run_fails_the_job_with_its_message(database_url, ray_cluster, tmp_path):
+    assets = build_assets(tmp_path / "gone", documents=5)
+    engine = open_engine(database_url)
+    job_id = new_job(engine, assets)
+    assets.corpus.unlink()  # after validation, before the run reads it
+    with pytest.raises(Exception, match="corpus.jsonl"):
+        run_extraction_job(job_id, engine=engine)
+    with Session(engine) as session:
+        job = session.get(ExtractionJob, job_id)
+        assert job.status == "failed"
+        assert "corpus.jsonl" in job.error
+        assert job.finished_at is not None
+        assert session.exec(select(Feature).where(Feature.extraction_id == job_id)).first() is None
+    assert not ArtifactStore().exists(f"extractions/{job_id}")

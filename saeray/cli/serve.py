@@ -2,16 +2,18 @@
 
 Without ``--address`` it starts a local Ray (jobs then run with this Python) and serves
 on 127.0.0.1; with one it deploys onto that cluster, whose nodes read their own
-SAERAY_* environment (cluster.env). Prints the URL, then serves until Ctrl-C (or, with
-``--detach``, leaves the deployment running on the cluster and returns).
+SAERAY_* environment (cluster.env). Prints the URL, then serves until Ctrl-C or SIGTERM, and
+removes the application (with ``--detach`` it returns at once and leaves it running on
+the cluster).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-import time
+import threading
 
 from saeray.db.engine import open_engine
 from saeray.db.migrate import ensure_schema_current
@@ -29,7 +31,7 @@ def use_this_python_for_jobs() -> None:
         os.environ["PATH"] = here + os.pathsep + path
 
 
-def start(address: str | None, host: str, port: int, replicas: int = 1) -> str:
+def start(address: str | None, host: str, port: int, replicas: int = 2) -> str:
     """Deploy the API on Serve (starting a local Ray when ``address`` is None); its URL."""
     import ray
     from ray import serve
@@ -60,14 +62,14 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"saeray API at {url}/api/v1 ({auth}); browser {url}/ ; docs {url}/docs", flush=True)
     if args.detach:
         return 0
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        from ray import serve
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    from ray import serve
 
-        serve.delete(APP_NAME)
-        return 0
+    serve.delete(APP_NAME)  # a local Ray, started here, ends with this process
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="HTTP host (0.0.0.0 for all)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port")
-    serve.add_argument("--replicas", type=int, default=1, help="API replicas")
+    serve.add_argument(
+        "--replicas", type=int, default=2, help="API replicas (processes; 2 suit 2 cores)"
+    )
     serve.add_argument(
         "--detach", action="store_true", help="return once deployed (remote clusters)"
     )

@@ -32,7 +32,7 @@ _CONFIG_FLAGS: list[tuple[str, type, str]] = [
     ("n_quantiles", int, "activation quantiles sampled per feature (default 5)"),
     ("quantile_samples", int, "examples sampled per quantile (default 2)"),
     ("top_tokens", int, "top tokens shown per feature (default 10)"),
-    ("tracked_tokens", int, "tokens counted per feature (default 128)"),
+    ("tracked_tokens", int, "tokens counted per feature (default 64)"),
     ("logit_effects", int, "promoted/suppressed tokens shown per feature (default 10)"),
     ("num_actors", int, "encoder actors (default 1; one per GPU is usual)"),
     ("gpus_per_actor", float, "GPUs per actor (default 1 if the cluster has GPUs, else 0)"),

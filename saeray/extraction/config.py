@@ -51,7 +51,7 @@ class ExtractionConfig:
     n_quantiles: int = 5
     quantile_samples: int = 2
     top_tokens: int = 10
-    tracked_tokens: int = 128
+    tracked_tokens: int = 64
     logit_effects: int = 10
     batch_size: int = 64
     num_actors: int = 1

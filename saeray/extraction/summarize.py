@@ -224,4 +224,9 @@ def _token_counts(
     totals.index_add_(0, segment, values[order])
     unique = keys[starts].cpu().numpy().astype(np.int64)
     features, tokens = divmod(unique, span) if narrow else (unique >> 32, unique & 0xFFFFFFFF)
-    return TokenCounts(features, tokens, counts.cpu().numpy(), totals.cpu().numpy())
+    return TokenCounts(
+        features.astype(np.int32),
+        tokens.astype(np.int32),
+        counts.cpu().numpy(),
+        totals.cpu().numpy(),
+    )

@@ -30,8 +30,8 @@ _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 class TokenCounts:
     """Flat (feature, token) -> firing count and activation sum, sorted by (feature, token)."""
 
-    feature: np.ndarray  # int64
-    token: np.ndarray  # int64
+    feature: np.ndarray  # int32
+    token: np.ndarray  # int32
     count: np.ndarray  # int64
     total: np.ndarray  # float64
 
@@ -40,7 +40,7 @@ class TokenCounts:
 
     @classmethod
     def empty(cls) -> TokenCounts:
-        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+        return cls(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
 
     @property
     def mean(self) -> np.ndarray:
@@ -68,7 +68,7 @@ class TopTokens:
         more than ``trim_above`` pairs (default twice the trimmed size: amortized)."""
         if self.pending:
             parts = [self.counts, *self.pending]
-            key = np.concatenate([(part.feature << 32) | part.token for part in parts])
+            key = np.concatenate([_pack(part.feature, part.token) for part in parts])
             order = np.argsort(key, kind="stable")  # sorted runs: a merge, not a full sort
             key = key[order]
             starts = np.flatnonzero(np.diff(key, prepend=key[:1] - 1) != 0)
@@ -76,8 +76,8 @@ class TopTokens:
             total = np.concatenate([part.total for part in parts])[order]
             unique = key[starts]
             self.counts = TokenCounts(
-                unique >> 32,
-                unique & 0xFFFFFFFF,
+                (unique >> 32).astype(np.int32),
+                (unique & 0xFFFFFFFF).astype(np.int32),
                 np.add.reduceat(count, starts),
                 np.add.reduceat(total, starts),
             )
@@ -123,6 +123,10 @@ class TopTokens:
         return picked, ranks[ranks < n]
 
 
+def _pack(feature: np.ndarray, token: np.ndarray) -> np.ndarray:
+    return (feature.astype(np.int64) << 32) | token.astype(np.int64)
+
+
 def _by_count(feature: np.ndarray, count: np.ndarray, token: np.ndarray) -> np.ndarray:
     """The order by (feature, count descending, token): one sort of packed int64 keys. Counts
     beyond what fits the key's spare bits (at least 2**20) tie, and the token id decides."""
@@ -135,7 +139,8 @@ def _by_count(feature: np.ndarray, count: np.ndarray, token: np.ndarray) -> np.n
         return np.lexsort((token, -count, feature))
     ceiling = (1 << count_bits) - 1
     inverted = ceiling - np.minimum(count, ceiling)
-    return np.argsort((feature << (count_bits + token_bits)) | (inverted << token_bits) | token)
+    high = feature.astype(np.int64) << (count_bits + token_bits)
+    return np.argsort(high | (inverted << token_bits) | token.astype(np.int64))
 
 
 def escape_token(text: str) -> str:
