@@ -181,7 +181,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=50_000, help="N; the job also runs 4N")
     parser.add_argument("--d-sae", type=int, default=6144)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument("--num-actors", type=int, default=1)
+    parser.add_argument("--torch-threads", type=int, default=2, help="per actor")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="saeray-bench-extract-"))
@@ -206,13 +207,14 @@ def main() -> None:
     n, four_n = args.tokens, 4 * args.tokens
     settings = {
         "batch_size": args.batch_size,
-        "num_actors": 1,
-        "cpus_per_actor": 1.0,
+        "num_actors": args.num_actors,
+        "cpus_per_actor": 1.0 / args.num_actors,  # leaves a CPU of the 2 for reading
         "torch_threads": args.torch_threads,
     }
+    threads = args.num_actors * args.torch_threads  # the ceiling gets the same cores
 
     def measure_ceiling() -> float:
-        value = ceiling(model, home / "sae", four_n, args.batch_size, args.torch_threads)
+        value = ceiling(model, home / "sae", four_n, args.batch_size, threads)
         print(f"ceiling: {value:.0f} tok/s", flush=True)
         return value
 

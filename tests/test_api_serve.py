@@ -165,7 +165,7 @@ def test_extract_label_and_browse(api, registered):
     events = stream_events(api, extraction["id"])
     states = [event for _, event in events]
     assert states[0]["kind"] == "extraction"
-    assert states[-1]["status"] == "completed", states[-1]
+    assert states[-1]["status"] == "completed", states[-1]["error"]
     gaps = [later - earlier for (earlier, _), (later, _) in zip(events, events[1:], strict=False)]
     assert max(gaps) < 2.5, gaps  # at most 2 s apart, and some slack for a busy machine
     late = stream_events(api, extraction["id"])  # a late client gets the state, not nothing
@@ -190,7 +190,7 @@ def test_extract_label_and_browse(api, registered):
         202,
     )
     final = stream_events(api, labeling["id"])[-1][1]
-    assert (final["kind"], final["status"]) == ("labeling", "completed"), final
+    assert (final["kind"], final["status"]) == ("labeling", "completed"), final["error"]
     labeled = ok(api.get(f"/extractions/{extraction['id']}/features", params={"filter": "labeled"}))
     assert labeled["total"] == estimate["features"]
     assert all(item["label"] for item in labeled["items"])
@@ -217,7 +217,7 @@ def test_cancel_a_running_extraction(api, registered):
         pytest.fail(f"the extraction ended before it could be cancelled: {cancelled.text}")
     assert cancelled.status_code == 202
     final = wait_until(api, extraction["id"], lambda state: state["terminal"], timeout_s=60)
-    assert final["status"] == "cancelled", final
+    assert final["status"] == "cancelled", (final["status"], final["error"])
     assert api.post(f"/extractions/{extraction['id']}/cancel").status_code == 409
 
 

@@ -162,7 +162,8 @@ def run_extraction_job(job_id: str, *, engine: Engine | None = None) -> Extracti
                 run.execute()
         except (JobCancelled, KeyboardInterrupt, SystemExit) as exc:
             run.abandon()
-            _end(session, job, JobStatus.CANCELLED, str(exc) or f"stopped ({exc!r})")
+            reason = str(exc) if isinstance(exc, JobCancelled) else f"{type(exc).__name__} {exc}"
+            _end(session, job, JobStatus.CANCELLED, reason)
         except BaseException as exc:
             run.abandon()
             message = str(exc) if isinstance(exc, SaerayError) else f"{type(exc).__name__}: {exc}"

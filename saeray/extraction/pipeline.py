@@ -36,6 +36,8 @@ from saeray.extraction.partials import FeatureAccumulator, Partial
 # Time allowed for the whole actor pool to start (a GPU node of an autoscaling cluster
 # can take minutes to come up) before the job fails saying the cluster lacks resources.
 ACTOR_START_TIMEOUT_S = 900
+# Documents per read task at least: Ray tasks cost milliseconds each, documents far less.
+MIN_DOCUMENTS_PER_READ = 256
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,34 @@ def _with_budget(tokenizer: WindowTokenizer, max_tokens: int | None) -> WindowTo
 
 
 def read_documents(
-    row: dict[str, Any], *, shards: list[CorpusShard], last_doc: int
+    row: dict[str, Any], *, groups: list[list[CorpusShard]], last_doc: int
 ) -> Iterator[dict]:
-    """Ray Data ``flat_map``: the documents of one shard, up to the plan's last one."""
-    for document in read_shard(shards[int(row["shard"])]):
-        if document.index > last_doc:
-            return
-        if not document.text.strip():
-            continue  # no tokens; and a batch of only such would be an empty window batch
-        yield {"doc_index": document.index, "doc_id": document.doc_id, "text": document.text}
+    """Ray Data ``flat_map``: the documents of one group of shards, up to the plan's last."""
+    for shard in groups[int(row["group"])]:
+        for document in read_shard(shard):
+            if document.index > last_doc:
+                return
+            if not document.text.strip():
+                continue  # no tokens; and a batch of only such would be an empty window batch
+            yield {
+                "doc_index": document.index,
+                "doc_id": document.doc_id,
+                "text": document.text,
+            }
+
+
+def group_shards(shards: list[CorpusShard], min_documents: int) -> list[list[CorpusShard]]:
+    """Consecutive shards grouped into read tasks of at least ``min_documents`` documents
+    (a corpus of many one-document files would otherwise cost a Ray task per document)."""
+    groups: list[list[CorpusShard]] = [[]]
+    size = 0
+    for shard in shards:
+        if size >= min_documents:
+            groups.append([])
+            size = 0
+        groups[-1].append(shard)
+        size += shard.count if shard.count is not None else min_documents
+    return groups
 
 
 @cache
@@ -137,11 +158,12 @@ def build_dataset(
     import ray.data
 
     shards = [shard for shard in list_shards(spec) if shard.first_index <= plan.last_doc]
+    groups = group_shards(shards, MIN_DOCUMENTS_PER_READ)
     dataset = ray.data.from_items(
-        [{"shard": i} for i in range(len(shards))], override_num_blocks=len(shards)
+        [{"group": i} for i in range(len(groups))], override_num_blocks=len(groups)
     )
     dataset = dataset.flat_map(
-        read_documents, fn_kwargs={"shards": shards, "last_doc": plan.last_doc}
+        read_documents, fn_kwargs={"groups": groups, "last_doc": plan.last_doc}
     )
     dataset = dataset.map_batches(
         tokenize_documents,
