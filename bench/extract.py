@@ -23,25 +23,17 @@ The SAE: SAELens layout (written by ``save_sae``), random decoder, encoder = dec
 transposed, and encoder biases set so that each feature fires on ~1% of tokens (L0 ~ 60 of
 6144, like trained SAEs), calibrated on tokens from later in the corpus.
 
-    .venv/bin/python bench/extract.py [--tokens 50000]
+    .venv/bin/python -m bench.extract [--tokens 50000]
 
 The last line printed is one JSON object.
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import os
-import sys
-
-# Run as a script, this file's folder leads sys.path, and bench/tokenize.py would shadow the
-# standard library's `tokenize` module that torch and transformers import: drop the folder.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse
 import contextlib
 import json
+import os
 import tempfile
 import threading
 import time

@@ -10,27 +10,21 @@ OpenAI SDK, Ray actors and SQLite. The last line printed is one JSON object:
 - wall_s: the labeling job's wall time, start-up of its actors included
 - achieved_rpm: requests the server admitted per minute of wall_s; limit_rpm; utilisation
 
-    .venv/bin/python bench/label.py                  # 44,000 features, about 8 minutes
-    .venv/bin/python bench/label.py --features 2000  # a quick check
+    .venv/bin/python -m bench.label                  # 44,000 features, about 8 minutes
+    .venv/bin/python -m bench.label --features 2000  # a quick check
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
-
-# Run as a script, bench/ comes first on sys.path, where a bench/<stdlib name>.py would
-# shadow the standard library (bench/tokenize.py does): the repository root goes there.
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
 
 FAKE_KEY = "sk-bench-not-a-real-key"
 
@@ -56,7 +50,8 @@ def main() -> None:
     server = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "tests" / "llm_server.py"),
+            "-m",
+            "tests.llm_server",
             f"--latency={args.latency}",
             f"--rpm={args.rpm}",
             f"--fault-rate={args.fault_rate}",

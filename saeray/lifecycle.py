@@ -8,12 +8,19 @@ The job process owns its row and writes status, progress and heartbeat through h
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 
 from sqlmodel import Session
 
 from saeray.db.tables import ExtractionJob, JobFields, LabelingJob, TrainingJob, utcnow
 from saeray.errors import ConflictError, InvalidInputError
+
+log = logging.getLogger(__name__)
 
 
 class JobStatus(StrEnum):
@@ -106,3 +113,46 @@ def report_progress(session: Session, job: JobFields, progress: float, **fields:
     job.heartbeat_at = utcnow()
     session.add(job)
     session.commit()
+
+
+def record_ending(session: Session, job: JobFields, status: JobStatus, message: str) -> None:
+    """Record how a job process ended, unless its row has ended already (e.g. reconciled
+    by the API). Never raises: it runs while another exception is on its way out."""
+    try:
+        session.rollback()
+        session.refresh(job)
+        if not is_terminal(job.status):
+            transition(session, job, status, error=message)
+    except Exception:
+        log.exception("could not record that %s %s ended %s: %s",
+                      type(job).__name__, job.id, status, message)  # fmt: skip
+
+
+class JobCancelled(BaseException):
+    """The job was asked to stop. A BaseException, so no ``except Exception`` swallows it."""
+
+
+@contextmanager
+def on_sigterm(action: Callable[[], None]) -> Iterator[None]:
+    """Call ``action`` on the first SIGTERM (what ``ray job stop`` sends) while the block
+    runs; later ones are ignored while the job cleans up (Ray escalates to SIGKILL if that
+    takes too long). Signals reach the main thread only: elsewhere this does nothing, and
+    the caller needs another way to be stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        action()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def raise_cancelled() -> None:
+    """The ``on_sigterm`` action of jobs that stop by unwinding their main thread."""
+    raise JobCancelled("the job was stopped (SIGTERM)")

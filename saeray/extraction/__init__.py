@@ -9,6 +9,7 @@ statistics and examples of every feature (unlabeled). See docs in each module:
 """
 
 from saeray.extraction.config import ExtractionConfig
-from saeray.extraction.job import JobCancelled, create_extraction_job, run_extraction_job
+from saeray.extraction.job import create_extraction_job, run_extraction_job
+from saeray.lifecycle import JobCancelled
 
 __all__ = ["ExtractionConfig", "JobCancelled", "create_extraction_job", "run_extraction_job"]

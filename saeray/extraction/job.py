@@ -10,11 +10,8 @@ failed (with the error) or cancelled (SIGTERM, what ``ray job stop`` sends).
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -24,13 +21,16 @@ from saeray.catalogue import get
 from saeray.db.tables import SAE, Dataset, ExtractionJob
 from saeray.errors import ConflictError, InvalidInputError, SaerayError
 from saeray.extraction.config import ExtractionConfig
-from saeray.lifecycle import JobStatus, is_terminal, transition
+from saeray.lifecycle import (
+    JobCancelled,
+    JobStatus,
+    on_sigterm,
+    raise_cancelled,
+    record_ending,
+    transition,
+)
 
 log = logging.getLogger(__name__)
-
-
-class JobCancelled(BaseException):
-    """The job was asked to stop. A BaseException, so no ``except Exception`` swallows it."""
 
 
 def create_extraction_job(
@@ -119,25 +119,6 @@ def model_width_at(model: str, hook: str) -> int:
         return int(model_config.get_text_config().hidden_size)
 
 
-@contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """Turn the first SIGTERM into JobCancelled in the main thread (later ones are
-    ignored while the job cleans up; Ray escalates to SIGKILL if that takes too long)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(_signum: int, _frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise JobCancelled("the job was stopped (SIGTERM)")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_extraction_job(job_id: str, *, engine: Engine | None = None) -> ExtractionJob:
     """Run a queued extraction to its end and return its row. A failure is recorded on the
     row (status failed, with the message) and raised; a cancellation is recorded and the
@@ -158,29 +139,18 @@ def run_extraction_job(job_id: str, *, engine: Engine | None = None) -> Extracti
         started = time.monotonic()
         try:
             run.connect_ray()  # Ray installs its own SIGTERM handler (sys.exit) here ...
-            with stop_on_sigterm():  # ... which this one replaces for the run
+            with on_sigterm(raise_cancelled):  # ... which this one replaces for the run
                 run.execute()
         except (JobCancelled, KeyboardInterrupt, SystemExit) as exc:
             run.abandon()
             reason = str(exc) if isinstance(exc, JobCancelled) else f"{type(exc).__name__} {exc}"
-            _end(session, job, JobStatus.CANCELLED, reason)
+            record_ending(session, job, JobStatus.CANCELLED, reason)
         except BaseException as exc:
             run.abandon()
             message = str(exc) if isinstance(exc, SaerayError) else f"{type(exc).__name__}: {exc}"
-            _end(session, job, JobStatus.FAILED, message)
+            record_ending(session, job, JobStatus.FAILED, message)
             raise
         finally:
             log.info("extraction %s ended %s after %.1f s", job_id, job.status,
                      time.monotonic() - started)  # fmt: skip
         return job
-
-
-def _end(session: Session, job: ExtractionJob, status: JobStatus, message: str) -> None:
-    """Record how the job ended, unless the row has ended already (e.g. reconciled)."""
-    try:
-        session.rollback()
-        session.refresh(job)
-        if not is_terminal(job.status):
-            transition(session, job, status, error=message)
-    except Exception:
-        log.exception("could not record that extraction %s ended %s: %s", job.id, status, message)

@@ -19,11 +19,10 @@ from saeray.catalogue import get
 from saeray.db.tables import SAE, Dataset, ExtractionJob
 from saeray.extraction.config import ExtractionConfig
 from saeray.extraction.encoder_actor import EncoderSpec
-from saeray.extraction.job import JobCancelled
 from saeray.extraction.partials import FeatureAccumulator, FeatureResults, Partial
 from saeray.extraction.persist import discard, save_features, write_examples_staged
 from saeray.extraction.progress import ProgressReporter
-from saeray.lifecycle import JobStatus, transition
+from saeray.lifecycle import JobCancelled, JobStatus, transition
 
 if TYPE_CHECKING:
     from saeray.corpus import CorpusSpec, WindowConfig

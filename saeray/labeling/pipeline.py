@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import ray
@@ -50,7 +47,7 @@ from saeray.labeling.providers.base import ProviderSetupError, RequestOptions
 from saeray.labeling.review import activate_labels
 from saeray.labeling.selection import expand
 from saeray.labeling.store import JobRecorder, job_config, labeled_feature_ids
-from saeray.lifecycle import ACTIVE, REQUEUEABLE, JobStatus, transition
+from saeray.lifecycle import ACTIVE, REQUEUEABLE, JobStatus, on_sigterm, transition
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +79,7 @@ def run_labeling_job(
     if not ray.is_initialized():
         ray.init(logging_level=logging.WARNING)
     limits = {spec.key: Limits(config.rpm, config.tpm) for spec in config.chain}
-    with _cancel_on_sigterm(stop):
+    with on_sigterm(stop.set):
         gate = start_gate(job_id, limits, job.budget_usd, job.cost_usd)
         actors = [gate]
         try:
@@ -126,20 +123,6 @@ def _wait_until_silent(session: Session, job: LabelingJob) -> None:
 
 def _age_s(moment: datetime | None) -> float:
     return float("inf") if moment is None else (datetime.now(UTC) - moment).total_seconds()
-
-
-@contextmanager
-def _cancel_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM (what ``ray job stop`` sends) sets ``stop``; signals reach the main thread
-    only, so elsewhere ``stop`` is the way."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(

@@ -32,7 +32,16 @@ from saeray.artifacts import ArtifactStore
 from saeray.catalogue import get, register_dataset, register_sae
 from saeray.db.tables import SAE, Dataset, SAESource, TrainingJob
 from saeray.errors import ConflictError, NotFoundError, SaerayError
-from saeray.lifecycle import JobStatus, is_terminal, report_progress, transition
+from saeray.lifecycle import (
+    JobCancelled,
+    JobStatus,
+    is_terminal,
+    on_sigterm,
+    raise_cancelled,
+    record_ending,
+    report_progress,
+    transition,
+)
 from saeray.settings import get_settings
 from saeray.training.config import TrainingConfig
 from saeray.training.fit import TrainingProgress, TrainingResult, train_sae
@@ -105,7 +114,6 @@ def run_training_job(job_id: str, *, engine: Engine | None = None) -> TrainingJo
     the row (status failed, with the message) and raised; a cancellation is recorded and
     the row returned. Starts a local Ray (or joins ``RAY_ADDRESS``) unless Ray is up."""
     from saeray.db.engine import open_engine
-    from saeray.extraction.job import JobCancelled, stop_on_sigterm
 
     engine = engine or open_engine()
     with Session(engine, expire_on_commit=False) as session:
@@ -123,7 +131,7 @@ def run_training_job(job_id: str, *, engine: Engine | None = None) -> TrainingJo
         try:
             with reporter:
                 _ensure_ray()  # first: ray.init installs a SIGTERM handler of its own
-                with stop_on_sigterm():
+                with on_sigterm(raise_cancelled):
                     result = _train(session, job, dataset, config, reporter)
                     reporter.stop()  # the final writes are the main thread's
                     _save(session, job, config, name, result)
@@ -132,10 +140,10 @@ def run_training_job(job_id: str, *, engine: Engine | None = None) -> TrainingJo
             if isinstance(exc, JobCancelled) or (
                 isinstance(exc, SystemExit) and exc.code == signal.SIGTERM
             ):
-                _end(session, job, JobStatus.CANCELLED, "the job was stopped (SIGTERM)")
+                record_ending(session, job, JobStatus.CANCELLED, "the job was stopped (SIGTERM)")
                 return job
             log.exception("training %s failed", job_id)
-            _end(session, job, JobStatus.FAILED, _failure_message(exc))
+            record_ending(session, job, JobStatus.FAILED, _failure_message(exc))
             raise
         finally:
             log.info("training %s ended %s after %.1f s", job_id, job.status,
@@ -243,17 +251,6 @@ def _failure_message(exc: BaseException) -> str:
         return str(exc)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
-
-
-def _end(session: Session, job: TrainingJob, status: JobStatus, message: str) -> None:
-    """Record how the job ended, unless the row has ended already (e.g. reconciled)."""
-    try:
-        session.rollback()
-        session.refresh(job)
-        if not is_terminal(job.status):
-            transition(session, job, status, error=message)
-    except Exception:
-        log.exception("could not record that training %s ended %s: %s", job.id, status, message)
 
 
 class _ProgressReporter:

@@ -7,19 +7,10 @@ over the first ``--forward-tokens`` tokens of the same windows, ``--batch-size``
 time. Throughputs count real tokens (``attention_mask`` 1). ``ratio`` = tokenise / forward:
 above 1, one tokenising worker keeps one model busy.
 
-    .venv/bin/python bench/tokenize.py            # or: python -m bench.tokenize
+    .venv/bin/python -m bench.tokenizer
 
 The last line printed is one JSON object.
 """
-
-# ruff: noqa: E402
-import os
-import sys
-
-# Run as a script, this file's folder leads sys.path, and this file would shadow the standard
-# library's `tokenize` module that torch and transformers import: drop the folder first.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse
 import json
