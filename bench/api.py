@@ -1,7 +1,7 @@
 """Status reads through Ray Serve under concurrent clients.
 
-    .venv/bin/python -m bench.api [--clients 50] [--requests 20000] [--seconds 30]
-        [--interval 0] [--replicas 2] [--max-ongoing 64] [--database-url URL]
+    .venv/bin/python -m bench.api [--clients 50] [--seconds 30] [--interval 0]
+        [--replicas 2] [--max-ongoing 64] [--ingress haproxy|proxy] [--database-url URL]
 
 Starts a local Ray (2 CPUs) and the API on Serve at 127.0.0.1, over a fresh SQLite database
 in a temporary folder (or ``--database-url``, upgraded first), with one running extraction
@@ -10,6 +10,10 @@ clients (one keep-alive connection each; ``--client httpx`` for httpx) read
 ``GET /api/v1/jobs/{id}`` back to back (or each once per ``--interval`` seconds, as pollers
 do) until ``--requests`` reads or ``--seconds`` have passed, after a warm-up. Prints one
 JSON object last: latency percentiles (ms), requests per second, errors.
+
+``--ingress haproxy`` (the default, and what ``saeray serve`` and cluster.yaml run) puts
+Serve's HAProxy ingress in front of replicas that serve HTTP themselves; ``proxy`` is
+Serve's default Python proxy actor, for comparison.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class Latencies:
         self.deadline = time.monotonic() + seconds
         self.seconds: list[float] = []
         self.errors = 0
+        self.reconnects = 0
 
     def take(self) -> bool:
         if self.left <= 0 or time.monotonic() >= self.deadline:
@@ -99,6 +104,7 @@ class Latencies:
         return {
             "requests": len(ordered),
             "errors": self.errors,
+            "reconnects": self.reconnects,
             "seconds": round(elapsed, 2),
             "rps": round(len(ordered) / elapsed, 1),
             "p50_ms": percentile(50),
@@ -111,15 +117,25 @@ class Latencies:
 
 async def raw_client(port: int, path: str, stats: Latencies) -> None:
     """HTTP/1.1 keep-alive GETs on one connection, parsed just enough (status line and
-    Content-Length): on 2 cores the load generator must not eat the server's CPU."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    Content-Length): on 2 cores the load generator must not eat the server's CPU. A
+    connection the server closes (HAProxy closes idle ones when it reloads) is reopened
+    and the request resent, as HTTP clients do for idempotent requests; such retries are
+    counted, and their time counts in the request's latency."""
     await asyncio.sleep(random.random() * stats.interval)  # pollers out of step
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while stats.take():
             started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
+            while True:
+                try:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    break
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    stats.reconnects += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
             length = next(
                 int(line.split(b":", 1)[1])
                 for line in head.split(b"\r\n")
@@ -164,7 +180,7 @@ async def load(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--requests", type=int, default=1_000_000, help="stop after this many")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument(
@@ -176,6 +192,12 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--max-ongoing", type=int, default=64)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--ingress",
+        choices=["haproxy", "proxy"],
+        default="haproxy",
+        help="Serve's HAProxy ingress (what `saeray serve` uses) or its Python proxy actor",
+    )
     parser.add_argument(
         "--client", choices=sorted(CLIENTS), default="raw", help="load generator (see raw_client)"
     )
@@ -189,6 +211,10 @@ def main() -> None:
         SAERAY_DATABASE_URL=database_url,
     )
     os.environ.pop("SAERAY_API_TOKEN", None)
+    if args.ingress == "haproxy":
+        from saeray.cli.serve import prefer_fast_ingress
+
+        prefer_fast_ingress()
 
     import ray
     from ray import serve
@@ -222,6 +248,7 @@ def main() -> None:
         "database": database_url.split(":", 1)[0],
         "route": "GET /api/v1/jobs/{id}",
         "client": args.client,
+        "ingress": args.ingress,
         "interval_s": args.interval,
     }
     print(json.dumps(result))

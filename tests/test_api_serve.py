@@ -82,7 +82,7 @@ def server(tmp_path_factory):
     import ray
     from ray import serve
 
-    from saeray.cli.serve import start
+    from saeray.cli.serve import FAST_INGRESS_ENV, start
 
     root = tmp_path_factory.mktemp("serve")
     url = f"sqlite:///{root}/saeray.db"
@@ -94,6 +94,10 @@ def server(tmp_path_factory):
         env.setenv("SAERAY_API_TOKEN", TOKEN)
         env.setenv("HF_HUB_OFFLINE", "1")
         env.setenv("PATH", str(Path(sys.executable).parent), prepend=":")
+        for name, value in FAST_INGRESS_ENV.items():  # what `saeray serve` runs on
+            env.setenv(name, value)
+        env.setenv("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))  # fixed by default
+        env.setenv("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
         upgrade(url)
         private_agent_port(env)
         ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
