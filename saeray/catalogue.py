@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from sqlmodel import Session, SQLModel, delete, select
 
+from saeray import paths
 from saeray.db.tables import (
     SAE,
     Dataset,
@@ -107,7 +108,7 @@ def register_sae(
     from saeray.sae import describe_sae
 
     if source is None:
-        source = SAESource.LOCAL if Path(path).exists() else SAESource.HUGGINGFACE
+        source = SAESource.LOCAL if paths.exists(path) else SAESource.HUGGINGFACE
     if source == SAESource.HUGGINGFACE and path_in_repo is None and "://" not in path:
         path = f"hf://{path}"  # a bare repo id means the repo's root, never a local path
     info = describe_sae(path, path_in_repo=path_in_repo, revision=revision, format=format)

@@ -22,6 +22,7 @@ from typing import IO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from saeray import paths
 from saeray.corpus.records import record_text
 from saeray.corpus.spec import CorpusSpec, is_glob
 from saeray.errors import InvalidInputError, NotFoundError
@@ -54,7 +55,7 @@ def corpus_root(spec: CorpusSpec) -> Path:
                 break
             fixed.append(part)
         return Path(*fixed)
-    return path if path.is_dir() else path.parent
+    return path if paths.is_dir(path) else path.parent
 
 
 def list_files(spec: CorpusSpec) -> list[Path]:
@@ -69,9 +70,9 @@ def list_files(spec: CorpusSpec) -> list[Path]:
             )
         for file in files:
             _check_format(file)
-    elif path.is_file():
+    elif paths.is_file(path):
         files = [_check_format(path)]
-    elif path.is_dir():
+    elif paths.is_dir(path):
         files = [file for file in _walk(path) if file_format(file) is not None]
         if not files:
             raise InvalidInputError(

@@ -31,6 +31,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from saeray import paths
 from saeray.errors import InvalidInputError, NotFoundError
 
 _DTYPES = {
@@ -92,14 +93,14 @@ def _looks_like_path(name: str) -> bool:
 def _local_folder(name_or_path: str | Path) -> Path | None:
     """The local model folder named, None for a hub id; an error for a bad local path."""
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
+    if paths.is_dir(path):
+        if not paths.is_file(path / "config.json"):
             raise NotFoundError(
                 f"folder {path} has no config.json, so it is not a Hugging Face model folder. "
                 "Fix: pass the folder that holds config.json and the weights."
             )
         return path
-    if path.exists() or _looks_like_path(str(name_or_path)):
+    if paths.exists(path) or _looks_like_path(str(name_or_path)):
         raise NotFoundError(
             f"no model folder at {path}. Fix: pass an existing folder with config.json, "
             "or a Hugging Face hub id such as EleutherAI/pythia-70m."

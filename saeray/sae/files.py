@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from saeray import paths
 from saeray.errors import NotFoundError
 
 # How deep below a folder to look for SAE folders when telling the user which to pick.
@@ -93,12 +94,12 @@ def folder_of_file(path: str, known_files: Iterable[str]) -> str | None:
 
 def local_folder(source: Path, known_files: Iterable[str]) -> LocalFolder:
     """The SAE folder for a local path: the folder itself, or the folder holding a file."""
-    if not source.exists():
+    if not paths.exists(source):
         raise NotFoundError(
             f"no file or folder at {source}; for a Hugging Face repo use "
             "hf://org/repo/path/inside or pass path_in_repo="
         )
-    if source.is_dir():
+    if paths.is_dir(source):
         return LocalFolder(source)
     folder = folder_of_file(source.absolute().as_posix(), known_files)
     return LocalFolder(Path(folder) if folder else source.absolute().parent)
