@@ -13,30 +13,14 @@ in the arguments.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-from saeray.errors import SaerayError
-from saeray.extraction.cli import EXIT_USAGE, add_arguments, run_from_args
+from jobs.entrypoint import run_entrypoint
+from saeray.extraction.cli import add_arguments, run_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.extract", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    import ray
-
-    connected_before = ray.is_initialized()
-    try:
-        return run_from_args(args)
-    except SaerayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        if ray.is_initialized() and not connected_before:
-            ray.shutdown()
+    return run_entrypoint("python -m jobs.extract", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

@@ -13,24 +13,14 @@ summary as JSON on its last line. Exit status: 0 completed, 1 failed, 143 cancel
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
+from jobs.entrypoint import run_entrypoint
 from saeray.cli.train import add_job_arguments, run_from_args
-from saeray.errors import SaerayError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__)
-    add_job_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        return run_from_args(args)
-    except SaerayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_entrypoint("python -m jobs.train", __doc__, add_job_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

@@ -56,8 +56,9 @@ def start(address: str | None, host: str, port: int, replicas: int = 2) -> str:
     ensure_schema_current(open_engine(settings.database_url))  # fail here, not in a replica
     if address is None:
         use_this_python_for_jobs()
-        prefer_fast_ingress()
     if not ray.is_initialized():
+        if address is None:
+            prefer_fast_ingress()  # read by the local Ray's processes as they start
         ray.init(address=address, namespace="saeray", log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})
     digest = token_digest(settings.api_token) if settings.api_token else None

@@ -19,7 +19,7 @@ from saeray.lifecycle import JobStatus
 
 log = logging.getLogger(__name__)
 
-EXIT_COMPLETED, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 143
+EXIT_COMPLETED, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 143  # 2 (usage): jobs.entrypoint
 
 # Flags that map one to one onto ExtractionConfig fields.
 _CONFIG_FLAGS: list[tuple[str, type, str]] = [
