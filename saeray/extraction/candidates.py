@@ -7,9 +7,10 @@ is total, so the kept set is a pure function of the candidates ever offered, wha
 order or grouping in which they arrive: that is what makes merges associative. Group and
 score share one int64 ``key = group << 32 | score`` so that ranking is one integer sort.
 
-The pool keeps its candidates' payload rows (per-token activations) in slots of one
-preallocated array: a merge writes only the rows of newcomers, never moves the rows of the
-candidates it keeps, and slots never used cost no memory (their pages are never touched).
+The pool keeps its candidates' payload rows (per-token activations, which arrive sparse) in
+slots of one preallocated dense array: a merge writes only the rows of newcomers, never
+moves the rows of the candidates it keeps, and slots never used cost no memory (their pages
+are never touched).
 Actors keep pools without payloads only to decide which candidates are worth sending.
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from saeray.extraction.sparse_rows import SparseRows
 
 _SCORE_BITS = 32
 _WORST_SCORE = 1 << _SCORE_BITS  # above every score: an open group admits anything
@@ -31,7 +34,7 @@ class Candidates:
     key: np.ndarray  # int64: group << 32 | score, lower score is better
     position: np.ndarray  # int64: the window's corpus position (tie-breaker)
     value: np.ndarray  # float32: the feature's largest activation in the window
-    rows: np.ndarray | None = None  # float32 [n, width]: the feature on every token
+    rows: SparseRows | None = None  # the feature on every token of the window
 
     def __len__(self) -> int:
         return len(self.key)
@@ -40,8 +43,8 @@ class Candidates:
     def group(self) -> np.ndarray:
         return self.key >> _SCORE_BITS
 
-    def take(self, index: np.ndarray) -> Candidates:
-        rows = None if self.rows is None else self.rows[index]
+    def take(self, index: np.ndarray | slice, *, with_rows: bool = True) -> Candidates:
+        rows = self.rows.take(index) if with_rows and self.rows is not None else None
         return Candidates(self.key[index], self.position[index], self.value[index], rows)
 
     @classmethod
@@ -131,7 +134,7 @@ class CandidatePool:
         entering = np.flatnonzero(self.admits(incoming))
         if len(entering) == 0:
             return entering
-        offered = incoming.take(entering)
+        offered = incoming.take(entering, with_rows=False)  # rows: only those kept
         order = sort_order(offered.key, offered.position)
         group = offered.group[order]
         rank = ranks_within_groups(group)
@@ -162,7 +165,7 @@ class CandidatePool:
         self.position[touched] = np.take_along_axis(position, best, 1)
         self.value[touched] = np.take_along_axis(value, best, 1)
         if self.width is not None:
-            self._assign_slots(touched, best, is_new, origin, offered)
+            self._assign_slots(touched, best, is_new, origin, incoming, entering)
         return entering[origin[is_new]]
 
     def _assign_slots(
@@ -171,10 +174,11 @@ class CandidatePool:
         best: np.ndarray,
         is_new: np.ndarray,
         origin: np.ndarray,
-        offered: Candidates,
+        incoming: Candidates,
+        entering: np.ndarray,
     ) -> None:
         """Kept entries keep their slots; newcomers take the slots of the evicted."""
-        if offered.rows is None:
+        if incoming.rows is None:
             raise ValueError("a pool that keeps rows needs candidates with rows")
         old_slots = self.slot[touched]
         kept_old = np.where(is_new, -1, best)  # column of the kept old entry, or -1
@@ -189,7 +193,7 @@ class CandidatePool:
             np.take_along_axis(old_slots, np.maximum(kept_old, 0), 1),
         )
         self.slot[touched] = slots
-        self.rows[slots[is_new]] = offered.rows[origin[is_new]]
+        incoming.rows.take(entering[origin[is_new]]).write_into(self.rows, slots[is_new])
 
     def positions(self) -> np.ndarray:
         """The corpus positions of every kept candidate."""

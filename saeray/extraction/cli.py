@@ -37,7 +37,8 @@ _CONFIG_FLAGS: list[tuple[str, type, str]] = [
     ("num_actors", int, "encoder actors (default 1; one per GPU is usual)"),
     ("gpus_per_actor", float, "GPUs per actor (default 1 if the cluster has GPUs, else 0)"),
     ("cpus_per_actor", float, "CPUs reserved per actor (default 1; fractions are fine)"),
-    ("torch_threads", int, "torch threads per actor (default: its CPUs)"),
+    ("concurrent_batches", int, "batches an actor works on at once (default 2)"),
+    ("torch_threads", int, "torch threads per batch (default: actor CPUs / batches)"),
     ("dtype", str, "model dtype (default bfloat16 on GPU, float32 on CPU)"),
     ("max_restarts", int, "restarts of a dead actor, its batches retried (default 3)"),
 ]

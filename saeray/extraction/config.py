@@ -34,9 +34,13 @@ class ExtractionConfig:
     How it runs:
     - ``batch_size``: windows per encoder call (activations are batch x context x d_sae).
     - ``num_actors``: encoder actors (one per GPU is the norm).
+    - ``concurrent_batches``: batches each actor works on at once, in threads sharing its
+      model: one batch's statistics (host-side, mostly one core) overlap another's forward
+      pass, so the cores (or the GPU) do not wait on them.
     - ``gpus_per_actor``: default 1 when the cluster has GPUs, else 0.
     - ``cpus_per_actor``: CPUs reserved per actor.
-    - ``torch_threads``: intra-op threads per actor; default its CPUs (at least 1).
+    - ``torch_threads``: intra-op threads per batch; default the actor's CPUs shared among
+      its concurrent batches (at least 1).
     - ``actor_resources``: custom Ray resources per actor, to pin actors to node types.
     - ``max_restarts``: times a dead actor is restarted (its batches are retried).
     """
@@ -55,6 +59,7 @@ class ExtractionConfig:
     logit_effects: int = 10
     batch_size: int = 64
     num_actors: int = 1
+    concurrent_batches: int = 2
     gpus_per_actor: float | None = None
     cpus_per_actor: float = 1.0
     torch_threads: int | None = None
@@ -71,6 +76,7 @@ class ExtractionConfig:
             "tracked_tokens",
             "batch_size",
             "num_actors",
+            "concurrent_batches",
         )
         for name in positive:
             _check_int(name, getattr(self, name), minimum=1)

@@ -5,12 +5,17 @@ hook (``saeray.lm.ActivationReader`` stops the forward pass there; the blocks ab
 dropped from memory), encodes the tokens that count through the SAE a chunk at a time,
 keeps the firing codes, and summarizes them into a ``Partial`` on the same device. The
 activations never leave the actor; special tokens and padding are never encoded.
+
+Ray Data may call an actor from several threads at once (``concurrent_batches``): the
+forward pass and the encode run concurrently, the summarizing (which updates the actor's
+candidate filters) one batch at a time.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -91,6 +96,7 @@ class ExtractionEncoder:
             tracked_tokens=spec.tracked_tokens,
             worker=f"{context.get_node_id()}/{context.get_actor_id()}",
         )
+        self.summarizing = threading.Lock()
         self.batches_done = 0
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
@@ -111,14 +117,15 @@ class ExtractionEncoder:
             rows_t = torch.as_tensor(rows, device=activations.device)
             inputs = activations.reshape(-1, activations.shape[-1])[rows_t]
             firing = encode_firing(self.sae, inputs, rows_t)
-            partial = self.summarizer.summarize_firing(
-                *firing,
-                input_ids,
-                counted,
-                window_positions(batch["doc_index"], batch["window_index"]),
-                attention_mask.sum(axis=1),
-            )
-        self.batches_done += 1
+            with self.summarizing:
+                partial = self.summarizer.summarize_firing(
+                    *firing,
+                    input_ids,
+                    counted,
+                    window_positions(batch["doc_index"], batch["window_index"]),
+                    attention_mask.sum(axis=1),
+                )
+                self.batches_done += 1
         payload = pickle.dumps(partial, protocol=pickle.HIGHEST_PROTOCOL)
         return pa.table({"partial": pa.array([payload], type=pa.large_binary())})
 

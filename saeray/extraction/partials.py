@@ -42,23 +42,6 @@ HISTOGRAM_EDGES = np.concatenate([[0.0], np.logspace(-3, 4, 29), [np.inf]]).asty
 N_BINS = len(HISTOGRAM_EDGES) - 1
 
 
-_BINS_PER_DECADE = 4
-_FIRST_EDGE_EXPONENT = -3  # HISTOGRAM_EDGES[1] == 10 ** -3
-
-
-def bin_of(values: np.ndarray) -> np.ndarray:
-    """The histogram bin of each positive float32 value: i where edges[i] <= v < edges[i+1].
-    Guessed from log10 (3x faster than a binary search), then corrected against the edges
-    themselves, so the result is exactly the searchsorted one."""
-    values = values.astype(np.float32, copy=False)
-    with np.errstate(divide="ignore"):
-        guess = np.floor((np.log10(values) - _FIRST_EDGE_EXPONENT) * _BINS_PER_DECADE)
-    bins = np.clip(guess, -1, N_BINS - 2).astype(np.int64) + 1
-    bins -= values < HISTOGRAM_EDGES[bins]
-    bins += values >= HISTOGRAM_EDGES[bins + 1]
-    return bins
-
-
 @dataclass
 class Partial:
     """What one actor reports for one batch of windows; small next to the activations."""
@@ -131,6 +114,17 @@ class WindowStore:
 
 
 @dataclass
+class FeatureExamples:
+    """The examples of a range of features, sorted by (feature, rank), ready to save."""
+
+    examples: Candidates  # group = feature
+    ranks: np.ndarray
+    rows: np.ndarray  # float32 [n, T]: the feature on every token of the window
+    tokens: np.ndarray  # int32 [n, T]: the window's token ids
+    lengths: np.ndarray  # int32 [n]: tokens before the padding
+
+
+@dataclass
 class ExampleSet:
     """One kind of examples (top or quantile), sorted by (feature, rank). Their rows and
     window tokens are gathered a slice of features at a time, so that saving never holds
@@ -142,16 +136,14 @@ class ExampleSet:
     rows: np.ndarray  # the pool's row storage
     windows: WindowStore
 
-    def features(
-        self, first: int, end: int
-    ) -> tuple[Candidates, np.ndarray, np.ndarray, np.ndarray]:
-        """The examples of features first..end-1, with rows; their ranks, window token ids
-        [n, T] and window lengths [n]."""
+    def features(self, first: int, end: int) -> FeatureExamples:
+        """The examples of features first..end-1."""
         lo, hi = np.searchsorted(self.examples.group, (first, end))
         part = self.examples.take(slice(lo, hi))
-        part.rows = self.rows[self.slots[lo:hi]]
         tokens, lengths = self.windows.lookup(part.position)
-        return part, self.ranks[lo:hi], tokens, lengths
+        return FeatureExamples(
+            part, self.ranks[lo:hi], self.rows[self.slots[lo:hi]], tokens, lengths
+        )
 
 
 @dataclass

@@ -62,8 +62,8 @@ def write_examples_staged(
 def _examples_table(
     kind: str, examples: ExampleSet, bucket: tuple[int, int], vocabulary: pa.Array
 ) -> pa.Table:
-    part, ranks, tokens, lengths = examples.features(*bucket)
-    assert part.rows is not None
+    chosen = examples.features(*bucket)
+    part, tokens, lengths = chosen.examples, chosen.tokens, chosen.lengths
     inside = np.arange(tokens.shape[1])[None, :] < lengths[:, None]  # drop the padding
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     token_ids = pa.array(tokens[inside].astype(np.int32))
@@ -72,14 +72,14 @@ def _examples_table(
         {
             "feature_index": pa.array(part.group.astype(np.int32)),
             "kind": pa.array([kind] * len(part), pa.string()),
-            "rank": pa.array(ranks.astype(np.int32)),
+            "rank": pa.array(chosen.ranks.astype(np.int32)),
             "max_activation": pa.array(part.value.astype(np.float32)),
             "doc_index": pa.array(doc_index),
             "window_index": pa.array(window_index),
             "tokens": pa.ListArray.from_arrays(offsets, pc.take(vocabulary, token_ids)),
             "token_ids": pa.ListArray.from_arrays(offsets, token_ids),
             "activations": pa.ListArray.from_arrays(
-                offsets, pa.array(part.rows[inside].astype(np.float32))
+                offsets, pa.array(chosen.rows[inside].astype(np.float32))
             ),
         },
         schema=EXAMPLE_SCHEMA,

@@ -140,6 +140,7 @@ def tokenize_documents(
 @dataclass(frozen=True)
 class ActorResources:
     num_actors: int
+    concurrent_batches: int
     num_gpus: float
     num_cpus: float
     resources: dict[str, float]
@@ -185,7 +186,11 @@ def build_dataset(
             fn_constructor_kwargs={"spec": encoder},
             batch_size=batch_size,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors.num_actors),
+            compute=ray.data.ActorPoolStrategy(
+                size=actors.num_actors,
+                max_concurrent_calls_per_actor=actors.concurrent_batches,
+                enable_true_multi_threading=actors.concurrent_batches > 1,
+            ),
             num_gpus=actors.num_gpus,
             num_cpus=actors.num_cpus,
             resources=actors.resources or None,

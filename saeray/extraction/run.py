@@ -153,7 +153,8 @@ class ExtractionRun:
             d_sae=sae.d_sae,
             device="cuda" if gpus > 0 else "cpu",
             dtype=config.dtype,
-            torch_threads=config.torch_threads or max(1, int(config.cpus_per_actor)),
+            torch_threads=config.torch_threads
+            or max(1, int(config.cpus_per_actor) // config.concurrent_batches),
             include_special_tokens=config.include_special_tokens,
             top_k=config.top_k,
             quantile_samples=config.quantile_samples,
@@ -161,6 +162,7 @@ class ExtractionRun:
         )
         actors = ActorResources(
             num_actors=config.num_actors,
+            concurrent_batches=config.concurrent_batches,
             num_gpus=gpus,
             num_cpus=config.cpus_per_actor,
             resources=dict(config.actor_resources),

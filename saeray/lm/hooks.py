@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -191,6 +192,9 @@ class ActivationReader:
     hooked one runs (no block above it, no final norm, no LM head). The result is an
     inference tensor in the model's dtype and device; ``clone()`` it outside inference mode
     before using it in autograd (training).
+
+    Several threads may read at once through one model (the extraction actor runs batches
+    concurrently): each call's hook acts only on its own thread's forward pass.
     """
 
     def __init__(self, model: ModelLike, hook: str | HookPoint) -> None:
@@ -227,8 +231,11 @@ class ActivationReader:
                 "Fix: pass a mask of the same shape."
             )
         captured: list[torch.Tensor] = []
+        reading_thread = threading.get_ident()
 
         def capture(value: Any) -> None:
+            if threading.get_ident() != reading_thread:
+                return  # another thread's forward pass, with its own hook
             captured.append(_first_tensor(value))
             raise _StopForward
 
