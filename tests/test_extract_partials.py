@@ -13,7 +13,7 @@ import torch
 from saeray.extraction.candidates import CandidatePool, Candidates, sample_score, top_score
 from saeray.extraction.partials import HISTOGRAM_EDGES, FeatureAccumulator, FeatureResults
 from saeray.extraction.sparse_rows import SparseRows
-from saeray.extraction.summarize import BatchSummarizer
+from saeray.extraction.summarize import BatchSummarizer, firing_entries
 from saeray.extraction.tokens import TokenCounts, TopTokens, escape_token
 
 
@@ -262,3 +262,17 @@ def test_sparse_rows_take_and_write_as_the_dense_rows_would():
         slots = rng.permutation(30)[: len(taken)]
         taken.write_into(storage, slots)
         np.testing.assert_array_equal(storage[slots], expected)
+
+
+@pytest.mark.parametrize("d_sae", [6, 7])  # even widths are scanned as int64 pairs
+def test_firing_entries_are_the_positive_codes(d_sae):
+    rng = np.random.default_rng(6)
+    codes = np.where(rng.random((9, d_sae)) < 0.3, rng.normal(size=(9, d_sae)), 0.0)
+    codes[0, 1], codes[2, 3] = -0.0, -1.5  # neither fires
+    codes = codes.astype(np.float32)
+    rows = np.arange(9) * 3 + 1
+    row, feature, value = firing_entries(torch.from_numpy(codes), torch.from_numpy(rows))
+    token, expected_feature = np.nonzero(codes > 0)
+    np.testing.assert_array_equal(row.numpy(), rows[token])
+    np.testing.assert_array_equal(feature.numpy(), expected_feature)
+    np.testing.assert_array_equal(value.numpy(), codes[token, expected_feature])

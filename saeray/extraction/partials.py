@@ -53,8 +53,9 @@ class Partial:
     activation_sum: np.ndarray  # float64 [F], over firing tokens
     activation_sumsq: np.ndarray  # float64 [F]
     activation_max: np.ndarray  # float32 [F], 0 where it never fired
-    histogram: np.ndarray  # int64 [F, N_BINS]: firing tokens per activation bin
-    window_histogram: np.ndarray  # int64 [F, N_BINS]: firing windows per bin of window value
+    # int32 [F, N_BINS] (a batch's counts; the merge adds them up in int64):
+    histogram: np.ndarray  # firing tokens per activation bin
+    window_histogram: np.ndarray  # firing windows per bin of window value
     top: Candidates  # group = feature; only candidates that entered the actor's own top-k
     quantile: Candidates  # group = feature * N_BINS + bin; likewise
     window_positions: np.ndarray  # int64 [u]: the windows the candidates point at

@@ -44,11 +44,22 @@ def firing_entries(
     token ``rows[i]``. One pass over the codes; best run on a chunk still in cache."""
     d_sae = codes.shape[1]
     flat = codes.reshape(-1)
-    where = flat.nonzero().squeeze(1)
-    values = flat[where]
+    where = _nonzero_positions(flat)
+    values = flat.index_select(0, where)
     if not bool((values > 0).all()):  # an architecture whose codes can go negative
         where, values = where[values > 0], values[values > 0]
     return rows[where // d_sae], where % d_sae, values.float()
+
+
+def _nonzero_positions(flat: torch.Tensor) -> torch.Tensor:
+    """Positions of the nonzero entries of a vector, ascending. A float32 vector on the CPU
+    is scanned as int64 pairs (a pair is nonzero where either half is: half the entries to
+    test, ~1.5x faster), then each hit pair is split."""
+    if flat.dtype != torch.float32 or flat.device.type != "cpu" or len(flat) % 2:
+        return flat.nonzero().squeeze(1)
+    pairs = flat.view(torch.int64).nonzero().squeeze(1)
+    hit, side = (flat.view(-1, 2).index_select(0, pairs) != 0).nonzero().unbind(1)
+    return pairs.index_select(0, hit) * 2 + side
 
 
 class BatchSummarizer:
@@ -161,10 +172,10 @@ class BatchSummarizer:
             activation_sum=activation_sum.cpu().numpy(),
             activation_sumsq=activation_sumsq.cpu().numpy(),
             activation_max=window_max.view(n_windows, d_sae).amax(0).cpu().numpy(),
-            histogram=histogram.view(d_sae, N_BINS).cpu().numpy(),
-            window_histogram=np.bincount(
-                pair_feature * N_BINS + pair_bin, minlength=d_sae * N_BINS
-            ).reshape(d_sae, N_BINS),
+            histogram=histogram.view(d_sae, N_BINS).int().cpu().numpy(),
+            window_histogram=np.bincount(pair_feature * N_BINS + pair_bin, minlength=d_sae * N_BINS)
+            .reshape(d_sae, N_BINS)
+            .astype(np.int32),
             top=top,
             quantile=quantile,
             window_positions=positions[used_windows].astype(np.int64),
