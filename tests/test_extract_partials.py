@@ -240,6 +240,31 @@ def test_top_tokens_beyond_tracked_are_lower_bounds():
     assert ranked.token[first].tolist() == [-best[1]]  # the heavy hitter survives
 
 
+def test_top_tokens_merged_a_range_of_features_at_a_time_equal_one_merge(monkeypatch):
+    import saeray.extraction.tokens as tokens_module
+
+    rng = np.random.default_rng(8)
+    batches = []
+    for _ in range(12):
+        feature, token = rng.integers(0, 9, 80), rng.integers(0, 60, 80)
+        key, count = np.unique((feature << 32) | token, return_counts=True)
+        batches.append(TokenCounts(key >> 32, key & 0xFFFFFFFF, count, count * 0.5))
+
+    def merged(step: int) -> TokenCounts:
+        monkeypatch.setattr(tokens_module, "_MERGE_STEP", step)
+        top = TopTokens(d_sae=9, tracked=5)
+        for batch in batches:
+            top.merge(TopTokens(9, 5, batch))
+            top.flush()
+            assert np.bincount(top.counts.feature).max() <= 10  # trimmed past 2 x tracked
+        return top.finished().counts
+
+    whole, stepped = merged(1 << 20), merged(7)
+    for expected, got in zip(whole.columns(), stepped.columns(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert np.bincount(whole.feature).max() == 5
+
+
 def test_escape_token_shows_whitespace_and_control_characters():
     assert escape_token(" the") == " the"
     assert escape_token("a\nb\tc\r") == "a\\nb\\tc\\r"
@@ -276,3 +301,41 @@ def test_firing_entries_are_the_positive_codes(d_sae):
     np.testing.assert_array_equal(row.numpy(), rows[token])
     np.testing.assert_array_equal(feature.numpy(), expected_feature)
     np.testing.assert_array_equal(value.numpy(), codes[token, expected_feature])
+
+
+def test_encoding_a_batch_in_steps_finds_the_firing_codes_of_the_whole_batch():
+    from saeray.extraction.encoder_actor import Steps, collect_firing, encode_counted
+    from saeray.lm import ActivationReader
+    from saeray.sae import HookInfo, StandardSAE
+    from tests.lm_fixtures import VOCAB, tiny_model
+
+    generator = torch.Generator().manual_seed(3)
+    reader = ActivationReader(tiny_model("gpt2"), "blocks.1.hook_resid_post")
+    sae = StandardSAE(
+        W_enc=torch.randn(32, 10, generator=generator),
+        W_dec=torch.randn(10, 32, generator=generator),
+        b_dec=torch.zeros(32),
+        b_enc=-torch.rand(10, generator=generator),
+        hook=HookInfo("blocks.1.hook_resid_post", 1),
+    )
+    rng = np.random.default_rng(4)
+    input_ids = rng.integers(3, VOCAB, size=(7, 6))
+    attention_mask = np.ones((7, 6), np.int64)
+    attention_mask[5, 4:] = 0  # padding
+    counted = attention_mask.astype(bool) & (rng.random((7, 6)) < 0.8)
+    counted[2] = False  # a step with nothing to count is skipped, not run
+
+    with torch.inference_mode():
+        activations = reader(input_ids, attention_mask).reshape(-1, 32)
+        codes = sae.encode(activations).numpy()
+    expected_row, expected_feature = np.nonzero((codes > 0) & counted.reshape(-1, 1))
+
+    for steps in (Steps(forward_tokens=None, encode_rows=1000), Steps(12, 5), Steps(1, 1)):
+        with torch.inference_mode():
+            encoded = encode_counted(reader, sae, input_ids, attention_mask, counted, steps)
+            row, feature, value = collect_firing(encoded, device="cpu")
+        np.testing.assert_array_equal(row.numpy(), expected_row)
+        np.testing.assert_array_equal(feature.numpy(), expected_feature)
+        np.testing.assert_allclose(value.numpy(), codes[expected_row, expected_feature], rtol=1e-6)
+    assert Steps.for_device("cpu").windows_per_forward(64, 128) == 8
+    assert Steps.for_device("cuda").windows_per_forward(64, 128) == 64

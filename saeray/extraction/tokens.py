@@ -3,18 +3,20 @@
 Counting every (feature, token) pair exactly needs d_sae x vocab cells (6144 x 30522 for
 MiniLM: far too many), so ``TopTokens`` keeps, per feature, the ``tracked`` most frequent
 firing tokens with their firing count and activation sum. Partials carry exact per-batch
-pairs; merges add them and, whenever the table has grown to twice that size, trim each
-feature back to its ``tracked`` most frequent (ties: lower token id).
+pairs; merges add them and trim each feature that has grown to more than twice ``tracked``
+tokens back to its ``tracked`` most frequent (ties: lower token id).
 The result is exact for every feature that fires on at most ``tracked`` distinct tokens in
 the whole run; for a broader feature a token that was trimmed and came back has lost its
 earlier counts, so its count and sum are lower bounds, and a low-ranked entry may differ
-from the true one. Memory stays O(d_sae x tracked) plus a bounded merge buffer.
+from the true one. Memory stays O(d_sae x tracked) plus a bounded merge buffer; a merge
+works a range of features at a time, so its temporaries stay small too.
 
 "By mean" ranks a feature's tracked tokens by mean activation when firing.
 """
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ import numpy as np
 from saeray.extraction.candidates import ranks_within_groups as _ranks
 
 _FLUSH_AT = 1 << 20  # pending pairs buffered before a merge, so trimming is amortized
+_MERGE_STEP = 1 << 17  # pairs merged at a time (roughly: a range of features)
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 
@@ -42,9 +45,27 @@ class TokenCounts:
     def empty(cls) -> TokenCounts:
         return cls(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
 
+    @classmethod
+    def concat(cls, parts: list[TokenCounts]) -> TokenCounts:
+        if not parts:
+            return cls.empty()
+        columns = zip(*(part.columns() for part in parts), strict=True)
+        return cls(*(np.concatenate(column) for column in columns))
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.feature, self.token, self.count, self.total
+
     @property
     def mean(self) -> np.ndarray:
         return self.total / np.maximum(self.count, 1)
+
+    def features(self, first: int, end: int) -> TokenCounts:
+        """The pairs of features first..end-1 (views, no copy)."""
+        lo, hi = np.searchsorted(self.feature, (first, end))
+        return TokenCounts(*(column[lo:hi] for column in self.columns()))
+
+    def take(self, index: np.ndarray) -> TokenCounts:
+        return TokenCounts(*(column[index] for column in self.columns()))
 
 
 class TopTokens:
@@ -64,31 +85,24 @@ class TopTokens:
             self.flush()
 
     def flush(self, trim_above: int | None = None) -> None:
-        """Add pending pairs in; trim each feature to ``tracked`` tokens once the table holds
-        more than ``trim_above`` pairs (default twice the trimmed size: amortized)."""
-        if self.pending:
-            parts = [self.counts, *self.pending]
-            key = np.concatenate([_pack(part.feature, part.token) for part in parts])
-            order = np.argsort(key, kind="stable")  # sorted runs: a merge, not a full sort
-            key = key[order]
-            starts = np.flatnonzero(np.diff(key, prepend=key[:1] - 1) != 0)
-            count = np.concatenate([part.count for part in parts])[order]
-            total = np.concatenate([part.total for part in parts])[order]
-            unique = key[starts]
-            self.counts = TokenCounts(
-                (unique >> 32).astype(np.int32),
-                (unique & 0xFFFFFFFF).astype(np.int32),
-                np.add.reduceat(count, starts),
-                np.add.reduceat(total, starts),
-            )
-            self.pending, self.pending_size = [], 0
-        limit = 2 * self.d_sae * self.tracked if trim_above is None else trim_above
-        if len(self.counts) > limit:
-            self.counts = self._trim(self.counts)
+        """Add the pending pairs in, a range of features at a time, and trim each feature
+        holding more than ``trim_above`` tokens (default twice ``tracked``: amortized) back
+        to its ``tracked`` most frequent."""
+        above = 2 * self.tracked if trim_above is None else trim_above
+        parts = [self.counts, *self.pending]
+        steps = max(1, -(-sum(map(len, parts)) // _MERGE_STEP))
+        edges = np.linspace(0, self.d_sae, steps + 1).astype(np.int64)
+        self.counts = TokenCounts.concat(
+            [
+                self._trim(_add_up([part.features(first, end) for part in parts]), above)
+                for first, end in itertools.pairwise(edges)
+            ]
+        )
+        self.pending, self.pending_size = [], 0
 
-    def _trim(self, counts: TokenCounts) -> TokenCounts:
+    def _trim(self, counts: TokenCounts, above: int) -> TokenCounts:
         per_feature = np.bincount(counts.feature, minlength=self.d_sae)
-        over = (per_feature > self.tracked)[counts.feature]
+        over = (per_feature > max(above, self.tracked))[counts.feature]
         if not over.any():
             return counts
         crowded = np.flatnonzero(over)
@@ -96,10 +110,7 @@ class TopTokens:
             _by_count(counts.feature[crowded], counts.count[crowded], counts.token[crowded])
         ]
         kept = order[_ranks(counts.feature[order]) < self.tracked]
-        keep = np.sort(np.concatenate([np.flatnonzero(~over), kept]))  # (feature, token) order
-        return TokenCounts(
-            counts.feature[keep], counts.token[keep], counts.count[keep], counts.total[keep]
-        )
+        return counts.take(np.sort(np.concatenate([np.flatnonzero(~over), kept])))
 
     def finished(self) -> TopTokens:
         self.flush(trim_above=0)
@@ -116,11 +127,26 @@ class TopTokens:
         else:
             raise ValueError(f"rank top tokens by 'count' or 'mean', not {by!r}")
         ranks = _ranks(counts.feature[order])
-        keep = order[ranks < n]
-        picked = TokenCounts(
-            counts.feature[keep], counts.token[keep], counts.count[keep], counts.total[keep]
-        )
-        return picked, ranks[ranks < n]
+        return counts.take(order[ranks < n]), ranks[ranks < n]
+
+
+def _add_up(parts: list[TokenCounts]) -> TokenCounts:
+    """One pair per (feature, token) of parts each sorted by (feature, token), their counts
+    and sums added up; sorted by (feature, token)."""
+    parts = [part for part in parts if len(part)]
+    if len(parts) <= 1:
+        return parts[0] if parts else TokenCounts.empty()
+    key = np.concatenate([_pack(part.feature, part.token) for part in parts])
+    order = np.argsort(key, kind="stable")  # sorted runs: a merge, not a full sort
+    key = key[order]
+    starts = np.flatnonzero(np.diff(key, prepend=key[:1] - 1) != 0)
+    unique = key[starts]
+    return TokenCounts(
+        (unique >> 32).astype(np.int32),
+        (unique & 0xFFFFFFFF).astype(np.int32),
+        np.add.reduceat(np.concatenate([part.count for part in parts])[order], starts),
+        np.add.reduceat(np.concatenate([part.total for part in parts])[order], starts),
+    )
 
 
 def _pack(feature: np.ndarray, token: np.ndarray) -> np.ndarray:
