@@ -110,7 +110,8 @@ class TopTokens:
             _by_count(counts.feature[crowded], counts.count[crowded], counts.token[crowded])
         ]
         kept = order[_ranks(counts.feature[order]) < self.tracked]
-        return counts.take(np.sort(np.concatenate([np.flatnonzero(~over), kept])))
+        keep = np.sort(np.concatenate([np.flatnonzero(~over), kept]))  # (feature, token) order
+        return counts.take(keep)
 
     def finished(self) -> TopTokens:
         self.flush(trim_above=0)
