@@ -4,6 +4,17 @@ several, a worker killed mid-run, cancellation by SIGTERM, and validation at cre
 One tiny GPT-2 (2 layers, width 32) and a word-level tokenizer are saved to disk so Ray
 workers load them by path, with a tiny SAE in saeray's format and a small JSONL corpus. One
 Ray instance (2 CPUs) serves the whole module.
+
+The fixture is exact by construction, so that "equal to the reference" can mean bit for bit.
+Two float32 forward passes in different processes need not agree in the last bit: BLAS and
+attention kernels pick their summation order by shape, alignment, thread count and CPU (a
+CI run once found one feature's activations summing 2**-23 away from an in-process forward
+pass's: one pre-activation rounded the other way). So the model's embeddings, its blocks'
+output biases and the SAE's weights are small dyadic numbers (k / 2**n), and the blocks'
+output projections are zero: every block runs (layer norms, attention, MLP) but adds an
+exact constant to the residual stream, every activation and every code is exactly
+representable, and no kernel can round them. The reference computes them in float64 numpy,
+without the model.
 """
 
 from __future__ import annotations
@@ -37,7 +48,8 @@ from tests.lm_fixtures import WORDS, tiny_tokenizer
 from tests.test_extract_partials import reference_features
 
 D_MODEL, D_SAE = 32, 40
-HOOK = "blocks.1.hook_resid_post"
+LAYER = 1  # the last of the model's two blocks
+HOOK = f"blocks.{LAYER}.hook_resid_post"
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "context_length": 16,
@@ -58,8 +70,18 @@ class Assets:
     corpus: Path
 
 
+def _dyadic(
+    generator: torch.Generator, shape: tuple[int, ...], bound: int, bits: int
+) -> torch.Tensor:
+    """Uniform multiples of 2**-bits in [-bound, bound]: exact in float32, and so are their
+    sums and products at this fixture's sizes."""
+    scale = 2**bits
+    return torch.randint(-bound * scale, bound * scale + 1, shape, generator=generator) / scale
+
+
 def build_assets(root: Path, *, documents: int = 30, max_words: int = 60) -> Assets:
-    """A tiny GPT-2 with its tokenizer, a ReLU SAE at its last block, and a JSONL corpus."""
+    """A tiny GPT-2 with its tokenizer, a ReLU SAE at its last block, and a JSONL corpus;
+    exact by construction (see the module's docstring)."""
     root.mkdir(parents=True, exist_ok=True)
     tokenizer = tiny_tokenizer("gpt2")
     torch.manual_seed(0)
@@ -72,15 +94,25 @@ def build_assets(root: Path, *, documents: int = 30, max_words: int = 60) -> Ass
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    tf.GPT2LMHeadModel(config).save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    model = tf.GPT2LMHeadModel(config)
     generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for embedding, bound in ((model.transformer.wte, 2), (model.transformer.wpe, 1)):
+            embedding.weight.copy_(_dyadic(generator, embedding.weight.shape, bound, 3))
+        for block in model.transformer.h:
+            for projection in (block.attn.c_proj, block.mlp.c_proj):
+                projection.weight.zero_()
+                projection.bias.copy_(_dyadic(generator, projection.bias.shape, 1, 3))
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    # Thresholds rising with the index: features from frequent to rare to dead.
+    threshold = 1.0 + 0.3 * torch.arange(D_SAE) + torch.rand(D_SAE, generator=generator)
     sae = StandardSAE(
-        W_enc=torch.randn(D_MODEL, D_SAE, generator=generator) * 0.5,
+        W_enc=_dyadic(generator, (D_MODEL, D_SAE), 1, 4),
         W_dec=torch.randn(D_SAE, D_MODEL, generator=generator),
         b_dec=torch.zeros(D_MODEL),
-        b_enc=-torch.rand(D_SAE, generator=generator) * 0.5 - torch.arange(D_SAE) * 0.15,
-        hook=HookInfo(HOOK, 1),
+        b_enc=-torch.round(threshold * 2**7) / 2**7,
+        hook=HookInfo(HOOK, LAYER),
         model_name=str(root / "model"),
     )
     save_sae(sae, root / "sae")
@@ -93,26 +125,49 @@ def build_assets(root: Path, *, documents: int = 30, max_words: int = 60) -> Ass
     return Assets(root / "model", root / "sae", root / "corpus.jsonl")
 
 
-def reference_for(assets: Assets, config: ExtractionConfig) -> dict:
-    """Every statistic by brute force over activations from a plain in-process forward."""
-    from saeray.corpus import WindowConfig, Windows, iter_windows
-    from saeray.lm import ActivationReader, load_model, special_token_ids, token_mask
+def exact_activations(assets: Assets, input_ids: np.ndarray) -> np.ndarray:
+    """The fixture model's activations at HOOK, in float64 numpy: token and position
+    embeddings plus every block's constant (its output projections' biases)."""
+    from saeray.lm import load_model
+
+    weights = {
+        name: tensor.double().numpy()
+        for name, tensor in load_model(assets.model).model.state_dict().items()
+    }
+    constant = sum(
+        weights[f"transformer.h.{layer}.{part}.c_proj.bias"]
+        for layer in range(LAYER + 1)
+        for part in ("attn", "mlp")
+    )
+    positions = np.arange(input_ids.shape[1])
+    return (
+        weights["transformer.wte.weight"][input_ids]
+        + weights["transformer.wpe.weight"][positions]
+        + constant
+    )
+
+
+def exact_codes(assets: Assets, activations: np.ndarray) -> np.ndarray:
+    """The SAE's codes, relu(x @ W_enc + b_enc), in float64 numpy."""
     from saeray.sae import load_sae
 
-    loaded = load_model(assets.model)
+    sae = load_sae(assets.sae)
+    return np.maximum(activations @ sae.W_enc.double().numpy() + sae.b_enc.double().numpy(), 0)
+
+
+def reference_for(assets: Assets, config: ExtractionConfig) -> dict:
+    """Every statistic by brute force over the fixture's exact codes, in numpy."""
+    from saeray.corpus import WindowConfig, Windows, iter_windows
+    from saeray.lm import special_token_ids, token_mask
+
+    tokenizer = tf.AutoTokenizer.from_pretrained(assets.model)
     window_config = WindowConfig(config.context_length, max_tokens=config.max_tokens)
-    windows = Windows.concat(
-        list(iter_windows(str(assets.corpus), loaded.tokenizer, window_config))
-    )
-    with torch.inference_mode():
-        activations = ActivationReader(loaded, HOOK)(windows.input_ids, windows.attention_mask)
-        z = load_sae(assets.sae).encode(activations).numpy()
-    counted = token_mask(
-        windows.input_ids, windows.attention_mask, special_token_ids(loaded.tokenizer)
-    )
+    windows = Windows.concat(list(iter_windows(str(assets.corpus), tokenizer, window_config)))
+    z = exact_codes(assets, exact_activations(assets, windows.input_ids))
+    counted = token_mask(windows.input_ids, windows.attention_mask, special_token_ids(tokenizer))
     positions = window_positions(windows.doc_index, windows.window_index)
     reference = reference_features(
-        z,
+        z.astype(np.float32),  # exact: the codes are dyadic
         windows.input_ids,
         counted,
         positions,
@@ -147,18 +202,27 @@ def assert_job_matches_reference(engine, job_id: str, reference: dict, top_token
         assert feature.name == feature_name(f)
         assert feature.firing_count == expected["count"], f
         assert feature.is_dead == (expected["count"] == 0)
-        assert feature.frequency == pytest.approx(expected["count"] / reference["tokens_counted"])
-        assert feature.max_activation == float(np.float32(expected["max"])), f
-        assert feature.mean_activation == pytest.approx(expected["mean"], rel=1e-9, abs=1e-12)
-        assert feature.std_activation == pytest.approx(expected["std"], rel=1e-6, abs=1e-6)
+        assert feature.frequency == expected["count"] / reference["tokens_counted"], f
+        assert feature.max_activation == expected["max"], f
+        assert feature.mean_activation == expected["mean"], f  # float64 sums of exact codes
+        # The job's std comes from its moments, the reference's from a second pass.
+        assert feature.std_activation == pytest.approx(expected["std"], rel=1e-9, abs=1e-12), f
         counts = feature.histogram["counts"]
         hist = expected["histogram"]
         filled = np.flatnonzero(hist)
         assert counts == (hist[filled[0] : filled[-1] + 1].tolist() if len(filled) else [])
 
-        by_count = sorted(expected["tokens"].items(), key=lambda item: (-item[1][0], item[0]))
-        got = [(t["token_id"], t["count"]) for t in feature.top_tokens["by_count"]]
-        assert got == [(token, count) for token, (count, _) in by_count[:top_tokens]], f
+        tokens = [
+            (token, count, total / count) for token, (count, total) in expected["tokens"].items()
+        ]
+        by_count = sorted(tokens, key=lambda t: (-t[1], t[0]))[:top_tokens]
+        by_mean = sorted(tokens, key=lambda t: (-t[2], -t[1], t[0]))[:top_tokens]
+        for ranking, want in (("by_count", by_count), ("by_mean", by_mean)):
+            got = [
+                (t["token_id"], t["count"], t["mean_activation"])
+                for t in feature.top_tokens[ranking]
+            ]
+            assert got == want, (f, ranking)
         assert len(feature.logit_effects["promoted"]) == 4  # GPT-2 has an unembedding
 
         examples = read_examples(store, job_id, f)
@@ -220,6 +284,35 @@ def new_job(engine, assets: Assets, **settings) -> str:
 
 
 # --- tests ---------------------------------------------------------------------------------
+
+
+def test_the_fixture_model_and_sae_compute_exactly_what_the_reference_computes(assets):
+    """The premise of the exactness tests: a torch forward pass and encode give the float64
+    numpy reference's values bit for bit, in one batch or window by window."""
+    from saeray.corpus import WindowConfig, Windows, iter_windows
+    from saeray.lm import ActivationReader, load_model
+    from saeray.sae import load_sae
+
+    loaded = load_model(assets.model)
+    windows = Windows.concat(
+        list(iter_windows(str(assets.corpus), loaded.tokenizer, WindowConfig(16)))
+    )
+    real = windows.attention_mask.astype(bool)
+    expected = exact_codes(assets, exact_activations(assets, windows.input_ids))[real]
+    reader, sae = ActivationReader(loaded, HOOK), load_sae(assets.sae)
+    with torch.inference_mode():
+        whole = reader(windows.input_ids, windows.attention_mask)
+        one_by_one = torch.cat(
+            [
+                reader(ids[None], mask[None])
+                for ids, mask in zip(windows.input_ids, windows.attention_mask, strict=True)
+            ]
+        )
+        for activations in (whole, one_by_one):
+            codes = sae.encode(activations).double().numpy()[real]
+            np.testing.assert_array_equal(codes, expected)
+    assert 0 < (expected > 0).mean() < 0.5  # features fire, sparsely
+    assert len(np.unique(expected[expected > 0])) < (expected > 0).sum()  # exact ties occur
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Partials, their merge and finalize, against a plain numpy reference (no Ray, no model).
 
 ``reference_features`` is the definition of every statistic written the slow, obvious way;
-the Ray tests reuse it on activations computed by a plain forward pass.
+the Ray tests reuse it on their fixture's exact codes (tests/test_extract_job.py).
 """
 
 from __future__ import annotations
