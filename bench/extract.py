@@ -22,7 +22,9 @@ over the first tokens of the built-in corpus, in one run:
     job runs (reading PSS walks each process's page tables: sampled four times a second,
     it took a fifth of a core from the job it measured). Each job runs in a fresh Ray
     started by a fresh driver process, as each ``ray job submit`` would: the 4N job's
-    driver must not carry what the N job's left behind.
+    driver must not carry what the N job's left behind. The same sampler prints the CPU
+    seconds each kind of process used while the job ran (actor, driver, Ray's own), which
+    shows where the job's cores went besides the actor.
 
 The SAE: SAELens layout (written by ``save_sae``), random decoder, encoder = decoder
 transposed, and encoder biases set so that each feature fires on ~1% of tokens (L0 ~ 60 of
@@ -132,9 +134,10 @@ def ceiling(
     return windows.n_tokens / (time.perf_counter() - started)
 
 
-class PeakMemory:
-    """Peak of the summed PSS of this process and all its descendants, sampled; and which
-    processes made up that peak."""
+class ProcessSampler:
+    """Samples this process and all its descendants every ``interval`` seconds: the peak of
+    their summed PSS and which processes made it up, and the CPU time each kind of process
+    (by title: Ray names its workers ``ray::<role>``) used while sampled."""
 
     def __init__(self, interval: float = 1.0) -> None:
         import psutil  # shipped with Ray
@@ -143,10 +146,12 @@ class PeakMemory:
         self.interval = interval
         self.peak = 0
         self.peak_processes: list[tuple[int, str]] = []
+        self._cpu_first: dict[int, float] = {}  # pid -> CPU seconds when first sampled
+        self._cpu_last: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> ProcessSampler:
         self._thread.start()
         return self
 
@@ -156,18 +161,33 @@ class PeakMemory:
 
     def _run(self) -> None:
         me = self.psutil.Process()
+        first_sample = True
         while not self._stop.wait(self.interval):
             sample = []
             for process in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(self.psutil.NoSuchProcess, self.psutil.AccessDenied):
-                    title = (process.cmdline() or [process.name()])[0]  # Ray sets ray::<role>
-                    sample.append((process.memory_full_info().pss, title[-48:]))
+                    title = (process.cmdline() or [process.name()])[0][-48:]
+                    sample.append((process.memory_full_info().pss, title))
+                    cpu = process.cpu_times()
+                    # A process born after the first sample spent all its CPU in the job.
+                    self._cpu_first.setdefault(
+                        process.pid, cpu.user + cpu.system if first_sample else 0.0
+                    )
+                    self._cpu_last[process.pid] = (title, cpu.user + cpu.system)
+            first_sample = False
             total = sum(pss for pss, _ in sample)
             if total > self.peak:
                 self.peak, self.peak_processes = total, sorted(sample, reverse=True)
 
-    def describe(self) -> str:
+    def describe_memory(self) -> str:
         return ", ".join(f"{name} {pss / 2**20:.0f}" for pss, name in self.peak_processes[:4])
+
+    def cpu_by_title(self) -> dict[str, float]:
+        """CPU seconds per process title while sampled, largest first."""
+        totals: dict[str, float] = {}
+        for pid, (title, cpu) in self._cpu_last.items():
+            totals[title] = totals.get(title, 0.0) + cpu - self._cpu_first[pid]
+        return dict(sorted(((t, round(c, 1)) for t, c in totals.items()), key=lambda i: -i[1]))
 
 
 def run_job(sae_id: str, dataset_id: str, tokens: int, settings: dict) -> tuple[dict, float]:
@@ -180,7 +200,7 @@ def run_job(sae_id: str, dataset_id: str, tokens: int, settings: dict) -> tuple[
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
-        with PeakMemory() as memory:
+        with ProcessSampler() as sampled:
             with Session(open_engine(), expire_on_commit=False) as session:
                 config = {**settings, "max_tokens": tokens}
                 job_id = create_extraction_job(session, sae_id, dataset_id, config).id
@@ -190,8 +210,9 @@ def run_job(sae_id: str, dataset_id: str, tokens: int, settings: dict) -> tuple[
     finally:
         ray.shutdown()
     assert job.status == "completed", job.error
-    print(f"  peak {memory.peak / 2**20:.0f} MB; largest (MB): {memory.describe()}", flush=True)
-    return {**job.statistics, "wall_seconds": round(wall, 1)}, memory.peak / 2**20
+    print(f"  peak {sampled.peak / 2**20:.0f} MB; largest (MB): {sampled.describe_memory()}")
+    print(f"  CPU seconds while the job ran: {sampled.cpu_by_title()}", flush=True)
+    return {**job.statistics, "wall_seconds": round(wall, 1)}, sampled.peak / 2**20
 
 
 def main() -> None:
