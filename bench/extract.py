@@ -8,23 +8,25 @@ over the first tokens of the built-in corpus, in one run:
     the tokens that count, in the same forward and encode steps) as the job's actor, on
     the same cores, run both as the actor runs (``concurrent_batches`` threads of
     ``torch_threads`` each) and as one batch at a time with all those threads; the faster
-    counts. The machine is shared, so it is measured just before and just after the 4N
-    job and their mean counts; all are printed.
+    counts. The machine is shared, so it is measured just before and just after the timed
+    job of (b) and their mean counts; all are printed.
 (b) ``job_tok_s``: the full extraction job (``run_extraction_job`` on a local Ray with 2
-    CPUs, one actor), tokens per second while extracting once the actor is up: its
-    ``steady_tokens_per_second``. Start-up (actor process, model load) and the whole
-    job's wall time are printed too.
+    CPUs, one actor) over 4N tokens, tokens per second while extracting once the actor is
+    up: its ``steady_tokens_per_second``. Start-up (actor process, model load) and the
+    whole job's wall time are printed too. This job runs without the memory sampler of
+    (d), whose rounds cost CPU on the same two cores; the sampled 4N job's rate is
+    printed as ``job_tok_s_sampled``.
 (c) ``ratio`` = b / a.
 (d) ``rss_mb_n`` / ``rss_mb_4n``: peak memory of the job at N and 4N tokens: the sum of
     PSS (proportional set size, so pages shared between processes, such as Ray's object
     store and shared libraries, count once) over this process and every process below it
     (Ray's GCS and raylet, workers, the actor), sampled with psutil every second while the
-    job runs (reading PSS walks each process's page tables: sampled four times a second,
-    it took a fifth of a core from the job it measured). Each job runs in a fresh Ray
-    started by a fresh driver process, as each ``ray job submit`` would: the 4N job's
-    driver must not carry what the N job's left behind. The same sampler prints the CPU
-    seconds each kind of process used while the job ran (actor, driver, Ray's own), which
-    shows where the job's cores went besides the actor.
+    job runs (reading PSS walks each process's page tables, so the sampler prints what
+    its own rounds cost in CPU seconds). Each job runs in a fresh Ray started by a fresh
+    driver process, as each ``ray job submit`` would: the 4N job's driver must not carry
+    what the N job's left behind. The same sampler prints the CPU seconds each kind of
+    process used while the job ran (actor, driver, Ray's own), which shows where the
+    job's cores went besides the actor.
 
 The SAE: SAELens layout (written by ``save_sae``), random decoder, encoder = decoder
 transposed, and encoder biases set so that each feature fires on ~1% of tokens (L0 ~ 60 of
@@ -148,6 +150,8 @@ class ProcessSampler:
         self.peak_processes: list[tuple[int, str]] = []
         self._cpu_first: dict[int, float] = {}  # pid -> CPU seconds when first sampled
         self._cpu_last: dict[int, tuple[str, float]] = {}
+        self.own_cpu = 0.0  # CPU seconds of the sampling rounds themselves
+        self.rounds = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -163,6 +167,7 @@ class ProcessSampler:
         me = self.psutil.Process()
         first_sample = True
         while not self._stop.wait(self.interval):
+            round_started = time.thread_time()
             sample = []
             for process in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(self.psutil.NoSuchProcess, self.psutil.AccessDenied):
@@ -178,6 +183,8 @@ class ProcessSampler:
             total = sum(pss for pss, _ in sample)
             if total > self.peak:
                 self.peak, self.peak_processes = total, sorted(sample, reverse=True)
+            self.own_cpu += time.thread_time() - round_started
+            self.rounds += 1
 
     def describe_memory(self) -> str:
         return ", ".join(f"{name} {pss / 2**20:.0f}" for pss, name in self.peak_processes[:4])
@@ -190,8 +197,11 @@ class ProcessSampler:
         return dict(sorted(((t, round(c, 1)) for t, c in totals.items()), key=lambda i: -i[1]))
 
 
-def run_job(sae_id: str, dataset_id: str, tokens: int, settings: dict) -> tuple[dict, float]:
-    """One extraction in a fresh local Ray; its row's statistics and peak memory (MB)."""
+def run_job(
+    sae_id: str, dataset_id: str, tokens: int, settings: dict, sample: bool
+) -> tuple[dict, float | None]:
+    """One extraction in a fresh local Ray: its row's statistics, and with ``sample`` its
+    peak memory (MB) and the CPU each kind of process used."""
     import ray
     from sqlmodel import Session
 
@@ -200,7 +210,7 @@ def run_job(sae_id: str, dataset_id: str, tokens: int, settings: dict) -> tuple[
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
-        with ProcessSampler() as sampled:
+        with ProcessSampler() if sample else contextlib.nullcontext() as sampled:
             with Session(open_engine(), expire_on_commit=False) as session:
                 config = {**settings, "max_tokens": tokens}
                 job_id = create_extraction_job(session, sae_id, dataset_id, config).id
@@ -210,9 +220,15 @@ def run_job(sae_id: str, dataset_id: str, tokens: int, settings: dict) -> tuple[
     finally:
         ray.shutdown()
     assert job.status == "completed", job.error
+    statistics = {**job.statistics, "wall_seconds": round(wall, 1)}
+    if sampled is None:
+        return statistics, None
     print(f"  peak {sampled.peak / 2**20:.0f} MB; largest (MB): {sampled.describe_memory()}")
-    print(f"  CPU seconds while the job ran: {sampled.cpu_by_title()}", flush=True)
-    return {**job.statistics, "wall_seconds": round(wall, 1)}, sampled.peak / 2**20
+    print(f"  CPU seconds while the job ran: {sampled.cpu_by_title()}")
+    print(
+        f"  the sampler's own rounds: {sampled.own_cpu:.1f} CPU s in {sampled.rounds}", flush=True
+    )
+    return statistics, sampled.peak / 2**20
 
 
 def main() -> None:
@@ -263,15 +279,17 @@ def main() -> None:
         return max(as_job, one_stream)
 
     measure_ceiling(n)  # warms the page cache and the corpus; not counted
-    stats_n, rss_n = in_fresh_process(run_job, sae_id, dataset_id, n, settings)
-    print(f"job at N={n}: {stats_n}, peak {rss_n:.0f} MB", flush=True)
+    stats_n, rss_n = in_fresh_process(run_job, sae_id, dataset_id, n, settings, True)
+    print(f"job at N={n}, sampled: {stats_n}, peak {rss_n:.0f} MB", flush=True)
+    sampled_4n, rss_4n = in_fresh_process(run_job, sae_id, dataset_id, four_n, settings, True)
+    print(f"job at 4N={four_n}, sampled: {sampled_4n}, peak {rss_4n:.0f} MB", flush=True)
     before = measure_ceiling(four_n)
-    stats_4n, rss_4n = in_fresh_process(run_job, sae_id, dataset_id, four_n, settings)
-    print(f"job at 4N={four_n}: {stats_4n}, peak {rss_4n:.0f} MB", flush=True)
+    stats_4n, _ = in_fresh_process(run_job, sae_id, dataset_id, four_n, settings, False)
+    print(f"job at 4N={four_n}, timed: {stats_4n}", flush=True)
     after = measure_ceiling(four_n)
 
-    # The machine is shared: the ceiling while the 4N job ran is taken as the mean of the
-    # measurements just before and just after it.
+    # The machine is shared: the ceiling while the timed job ran is taken as the mean of
+    # the measurements just before and just after it.
     ceiling_tok_s = (before + after) / 2
     job_tok_s = stats_4n["steady_tokens_per_second"]
     print(
@@ -287,6 +305,7 @@ def main() -> None:
                 "job_wall_s": stats_4n["wall_seconds"],
                 "ceiling_before_after": [round(before), round(after)],
                 "tokens": [n, four_n],
+                "job_tok_s_sampled": round(sampled_4n["steady_tokens_per_second"], 1),
                 "dead_features": stats_4n["dead_features"],
             }
         )
