@@ -184,7 +184,8 @@ def test_partials_match_reference_however_sharded(n_actors, batch, order_seed):
         z, tokens, counted, positions, n_actors=n_actors, batch=batch, order_seed=order_seed
     )
     assert_matches_reference(results, reference, tokens, positions)
-    assert results.workers == {f"a{i}" for i in range(n_actors)}
+    assert set(results.workers) == {f"a{i}" for i in range(n_actors)}
+    assert sum(results.workers.values()) == len(tokens.ravel())  # every token, once
 
 
 def test_ties_in_window_maxima_are_broken_by_position():

@@ -24,6 +24,7 @@ Definitions (what the tests check against a plain numpy reference):
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,7 +163,7 @@ class FeatureResults:
     top_tokens: TopTokens
     top: ExampleSet  # ranks 0.. by activation
     quantile: ExampleSet  # rank = quantile, 0 the highest-activation one
-    workers: set[str] = field(default_factory=set)
+    workers: dict[str, int] = field(default_factory=dict)  # worker -> tokens it encoded
 
     @property
     def is_dead(self) -> np.ndarray:
@@ -193,7 +194,7 @@ class FeatureAccumulator:
         self.quantile = CandidatePool(d_sae * N_BINS, quantile_samples, width=context_length)
         self.windows_store = WindowStore(context_length)
         self.top_tokens = TopTokens(d_sae, tracked_tokens)
-        self.workers: set[str] = set()
+        self.workers: Counter[str] = Counter()  # worker -> tokens it encoded
 
     def add(self, partial: Partial) -> None:
         self.tokens_seen += partial.tokens_seen
@@ -214,7 +215,7 @@ class FeatureAccumulator:
             self.windows_store.compact(self._referenced_windows())
         self.top_tokens.merge(partial.top_tokens)
         if partial.worker:
-            self.workers.add(partial.worker)
+            self.workers[partial.worker] += partial.tokens_seen
 
     def _referenced_windows(self) -> np.ndarray:
         return np.union1d(self.top.positions(), self.quantile.positions())
@@ -243,7 +244,7 @@ class FeatureAccumulator:
             quantile=ExampleSet(
                 quantile, quantile_ranks, quantile_slots, self.quantile.rows, self.windows_store
             ),
-            workers=set(self.workers),
+            workers=dict(self.workers),
         )
 
     def _quantile_examples(self, n_quantiles: int) -> tuple[Candidates, np.ndarray, np.ndarray]:

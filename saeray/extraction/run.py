@@ -216,6 +216,8 @@ class ExtractionRun:
             ),
             "actors": len(results.workers),
             "nodes": sorted({worker.split("/")[0] for worker in results.workers}),
+            # How evenly the pool shared the work ("<node id>/<actor id>": tokens encoded).
+            "tokens_per_actor": dict(sorted(results.workers.items())),
         }
 
 
