@@ -38,6 +38,10 @@ from saeray.extraction.partials import FeatureAccumulator, Partial
 ACTOR_START_TIMEOUT_S = 900
 # Documents per read task at least: Ray tasks cost milliseconds each, documents far less.
 MIN_DOCUMENTS_PER_READ = 256
+# The plan reads and tokenises this many documents at a time, so it stops reading soon after
+# the budget is reached (the built-in corpus ast-parses every module it reads: at the default
+# 1,024 a 200k-token plan parsed the whole standard library, ~2 s, to use 140 documents).
+PLAN_DOCUMENTS_PER_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,10 @@ def plan_corpus(spec: CorpusSpec, tokenizer: WindowTokenizer, max_tokens: int | 
     job's windows and its token count. Costs one tokenisation of that prefix."""
     tokens = windows = 0
     last: Windows | None = None
-    for batch in iter_windows(spec, _with_budget(tokenizer, max_tokens)):
+    batches = iter_windows(
+        spec, _with_budget(tokenizer, max_tokens), max_documents=PLAN_DOCUMENTS_PER_BATCH
+    )
+    for batch in batches:
         tokens += batch.n_tokens
         windows += len(batch)
         last = batch
