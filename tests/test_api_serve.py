@@ -239,3 +239,17 @@ def test_a_job_ray_never_heard_of_ends_failed(api, server, registered):
         session.commit()
     state = ok(api.get(f"/jobs/{orphan.id}"))
     assert state["status"] == "failed" and "no record" in state["error"]
+
+
+def test_the_api_loads_without_torch():
+    """Replicas import the app: torch and transformers (~190 MB, ~1.6 s) load only when a
+    request needs a model (a new job's hook check), never at start."""
+    import subprocess
+
+    code = (
+        "import sys, deployments.app; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -7,22 +7,12 @@
 
 Modules: ``topk`` (the trainable SAE), ``trainer`` (one Adam step at a time), ``stream``
 (the Ray Data activation stream and the shuffle buffer), ``fit`` (the loop), ``config``
-(every setting), ``job`` (the job row around it all).
+(every setting), ``job`` (the job row around it all). Only ``config`` and ``job`` are
+imported here: they load no torch, so the API can create jobs without it; in-process
+training is ``saeray.training.fit.train_sae``.
 """
 
 from saeray.training.config import TrainingConfig, demo_training_config
-from saeray.training.fit import TrainingProgress, TrainingResult, train_on_stream, train_sae
 from saeray.training.job import create_training_job, run_training_job
-from saeray.training.stream import StreamConfig
 
-__all__ = [
-    "StreamConfig",
-    "TrainingConfig",
-    "TrainingProgress",
-    "TrainingResult",
-    "create_training_job",
-    "demo_training_config",
-    "run_training_job",
-    "train_on_stream",
-    "train_sae",
-]
+__all__ = ["TrainingConfig", "create_training_job", "demo_training_config", "run_training_job"]

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saeray.errors import InvalidInputError
-from saeray.training.trainer import TrainerConfig
+
+if TYPE_CHECKING:  # the trainer imports torch; settings are read without it (the API)
+    from saeray.training.trainer import TrainerConfig
 
 B_DEC_INITS = ("geometric_median", "mean")
 OPTIONAL_COUNTS = ("dead_after_tokens", "threads_per_actor", "trainer_threads")  # None: default
@@ -98,6 +100,8 @@ class TrainingConfig:
         return self.lr if self.lr is not None else 3e-3 * math.sqrt(2048 / self.d_sae)
 
     def trainer_config(self) -> TrainerConfig:
+        from saeray.training.trainer import TrainerConfig
+
         trained_tokens = self.total_steps * self.batch_size
         dead_after = self.dead_after_tokens or min(10_000_000, max(10_000, trained_tokens // 20))
         return TrainerConfig(

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
 from sqlalchemy.engine import Engine
@@ -44,9 +44,9 @@ from saeray.lifecycle import (
 )
 from saeray.settings import get_settings
 from saeray.training.config import TrainingConfig
-from saeray.training.fit import TrainingProgress, TrainingResult, train_sae
-from saeray.training.stream import StreamConfig
-from saeray.training.topk import to_inference_sae
+
+if TYPE_CHECKING:  # torch: imported where training runs, not where jobs are created (the API)
+    from saeray.training.fit import TrainingProgress, TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,9 @@ def _train(
     config: TrainingConfig,
     reporter: _ProgressReporter,
 ) -> TrainingResult:
+    from saeray.training.fit import train_sae
+    from saeray.training.stream import StreamConfig
+
     stream = StreamConfig(
         model=job.model_name,
         hook=job.hook_point,
@@ -223,6 +226,7 @@ def _write_sae(job: TrainingJob, result: TrainingResult, meta: dict[str, Any]) -
     """Save in saeray's format under ``saes/<job id>``; returns the local folder and the
     artifact URI. A rerun of the same (requeued) job replaces its earlier folder."""
     from saeray.sae import save_sae
+    from saeray.training.topk import to_inference_sae
 
     sae = to_inference_sae(result.trainer.sae, hook=job.hook_point, model_name=job.model_name)
     store = ArtifactStore()
