@@ -79,7 +79,9 @@ class ModelOut(Row):
 class SAEIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: PathText = Field(description="A local SAE file or folder, or a Hugging Face repo id")
+    path: PathText = Field(
+        description="A local SAE file or folder, a Hugging Face repo id, or a store URI (s3://...)"
+    )
     path_in_repo: PathText | None = Field(default=None, description="Folder inside the hub repo")
     revision: str | None = None
     name: str | None = Field(default=None, description="Display name; default from the path")
@@ -91,7 +93,7 @@ class SAEIn(BaseModel):
 class SAEOut(Row):
     id: str
     name: str
-    source: str = Field(description="trained | huggingface | local")
+    source: str = Field(description="trained | huggingface | local | storage")
     source_type: SourceType
     format: str
     architecture: str

@@ -102,13 +102,18 @@ def register_sae(
 ) -> SAE:
     """Register an SAE after reading its files, so a broken SAE is refused at the door.
 
-    ``path`` is a local file or folder, or a Hugging Face repo id with ``path_in_repo``.
-    ``model_name`` and ``hook_point`` override what the SAE's own files say.
+    ``path`` is a local file or folder, a Hugging Face repo id with ``path_in_repo``, or a
+    store URI (``s3://bucket/folder``). ``model_name`` and ``hook_point`` override what the
+    SAE's own files say.
     """
     from saeray.sae import describe_sae
+    from saeray.sae.stored import is_store_uri
 
     if source is None:
-        source = SAESource.LOCAL if paths.exists(path) else SAESource.HUGGINGFACE
+        if is_store_uri(path):
+            source = SAESource.STORAGE
+        else:
+            source = SAESource.LOCAL if paths.exists(path) else SAESource.HUGGINGFACE
     if source == SAESource.HUGGINGFACE and path_in_repo is None and "://" not in path:
         path = f"hf://{path}"  # a bare repo id means the repo's root, never a local path
     info = describe_sae(path, path_in_repo=path_in_repo, revision=revision, format=format)
@@ -118,6 +123,8 @@ def register_sae(
             f"the SAE at {path} does not say which hook point it reads; pass hook_point="
             "(e.g. 'blocks.3.hook_resid_post')"
         )
+    if source != SAESource.HUGGINGFACE and "://" not in path:
+        path = str(Path(path).resolve())  # a local path: recorded absolute
     return _add(
         session,
         SAE(
@@ -125,7 +132,7 @@ def register_sae(
             source=source,
             format=info.format,
             architecture=info.architecture,
-            path=str(Path(path).resolve()) if source != SAESource.HUGGINGFACE else path,
+            path=path,
             path_in_repo=path_in_repo,
             revision=revision,
             model_name=model_name or info.model_name,

@@ -117,10 +117,18 @@ def heldout_activations(assets: Assets, config: TrainingConfig) -> torch.Tensor:
     return torch.cat(rows).float()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
-def test_a_job_trains_saves_and_registers_a_topk_sae(database_url, assets, ray_cluster):
+@pytest.mark.parametrize(
+    ("database_url", "store"),
+    [("sqlite", "folder"), ("postgresql", "folder"), ("sqlite", "uri")],
+    indirect=["database_url"],
+)
+def test_a_job_trains_saves_and_registers_a_topk_sae(
+    database_url, store, assets, ray_cluster, tmp_path, monkeypatch
+):
     from saeray.sae import load_sae
 
+    if store == "uri":  # a store every node reads (s3:// on a cluster; file:// is the same path)
+        monkeypatch.setenv("SAERAY_ARTIFACTS", f"file://{tmp_path / 'bucket'}")
     engine = open_engine(database_url)
     job_id = new_job(engine, assets)
     job = run_training_job(job_id, engine=engine)
@@ -147,6 +155,9 @@ def test_a_job_trains_saves_and_registers_a_topk_sae(database_url, assets, ray_c
     assert sae_row.meta["training_job_id"] == job_id
     assert sae_row.meta["explained_variance_heldout"] == metrics["explained_variance_heldout"]
     assert Path(sae_row.path).parent.name == "saes" and Path(sae_row.path).name == job_id
+    if store == "uri":  # registered by its URI, so that a node without this one's files loads it
+        assert sae_row.path == f"file://{tmp_path / 'bucket'}/saes/{job_id}"
+        monkeypatch.setenv("SAERAY_HOME", str(tmp_path / "another-node"))
 
     # The saved SAE reads raw activations: on held-out tokens it explains what the job said.
     sae = load_sae(sae_row.path)

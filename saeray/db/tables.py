@@ -33,6 +33,7 @@ class SAESource(StrEnum):
     TRAINED = "trained"
     HUGGINGFACE = "huggingface"
     LOCAL = "local"
+    STORAGE = "storage"  # a store URI (s3://, gs://, file://), read by every node
 
 
 class LabelSource(StrEnum):

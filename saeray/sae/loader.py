@@ -1,4 +1,5 @@
-"""``load_sae`` and ``describe_sae``: any published SAE, local or on the Hugging Face Hub."""
+"""``load_sae`` and ``describe_sae``: any published SAE, local, on the Hugging Face Hub, or
+in a store (``s3://``, ``gs://``, ``file://``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from saeray.sae.files import SAEFiles, folder_of_file, local_folder
 from saeray.sae.formats.common import LoadOptions
 from saeray.sae.hub import HF_SCHEME, HubFolder, make_ref
 from saeray.sae.registry import detect_format, get_format, known_files
+from saeray.sae.stored import StoredFolder, is_store_uri
 
 DTypeLike = torch.dtype | str
 DeviceLike = torch.device | str
@@ -29,10 +31,11 @@ def load_sae(
     revision: str | None = None,
     norm_scaling_factor: float | None = None,
 ) -> SAE:
-    """Load an SAE from a local folder or file, or from a Hugging Face repo.
+    """Load an SAE from a local folder or file, a Hugging Face repo, or a store.
 
-    ``source``: a local path, ``hf://org/repo[@revision]/path/inside``, or a repo id
-    with ``path_in_repo=`` (and ``revision=``). Hub files go through the
+    ``source``: a local path, ``hf://org/repo[@revision]/path/inside``, a repo id
+    with ``path_in_repo=`` (and ``revision=``), or a store URI (``s3://bucket/folder``:
+    copied to this machine's cache first). Hub files go through the
     ``huggingface_hub`` cache; with ``HF_HUB_OFFLINE=1`` only cached files are used.
     ``format``: one of ``saeray.sae.FORMATS``; None detects it from the files.
     ``device``: default CPU. ``dtype``: default the dtype the weights are stored in.
@@ -70,8 +73,15 @@ def describe_sae(
 def resolve_source(
     source: str | os.PathLike[str], *, path_in_repo: str | None = None, revision: str | None = None
 ) -> SAEFiles:
-    """The folder ``source`` names, on this machine or in a Hugging Face repo."""
+    """The folder ``source`` names, on this machine, in a Hugging Face repo or in a store."""
     text = os.fspath(source)
+    if is_store_uri(text):
+        if path_in_repo is not None or revision is not None:
+            raise InvalidInputError(
+                f"path_in_repo and revision are for Hugging Face repos, not {text}. Fix: put "
+                "the SAE's folder in the address itself"
+            )
+        return StoredFolder(text)
     if not text.startswith(HF_SCHEME) and path_in_repo is None and revision is None:
         return local_folder(Path(text).expanduser(), known_files())
     ref = make_ref(text, path_in_repo, revision)

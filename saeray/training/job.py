@@ -8,16 +8,17 @@ and metrics at most 1 s apart (and to the log every 2 s); it ends the row as fai
 error) or cancelled (SIGTERM, what ``ray job stop`` sends).
 
 The trained SAE is written in saeray's format to ``saes/<job id>/`` of the artifact store
-(a local folder directly; for a remote store, to ``$SAERAY_HOME/saes/<job id>/`` first and
-then uploaded) and registered with source ``trained``; the job row points at it (``sae_id``).
+(a local folder directly; a remote store gets an upload) and registered with source
+``trained`` at that folder or URI, so that extraction actors on any node can load it; the
+job row points at it (``sae_id``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -42,7 +43,6 @@ from saeray.lifecycle import (
     report_progress,
     transition,
 )
-from saeray.settings import get_settings
 from saeray.training.config import TrainingConfig
 
 if TYPE_CHECKING:  # torch: imported where training runs, not where jobs are created (the API)
@@ -205,26 +205,27 @@ def _save(
     )
     transition(session, job, JobStatus.SAVING)
     meta = {"training_job_id": job.id, "training_config": config.to_dict(), **metrics}
-    folder, uri = _write_sae(job, result, meta)
+    location = _write_sae(job, result, meta)
     sae = register_sae(
         session,
-        str(folder),
+        location,
         name=name or f"topk {config.d_sae}x{config.k} {job.hook_point} ({job.id})",
         source=SAESource.TRAINED,
         model_name=job.model_name,
         hook_point=job.hook_point,
-        meta={**meta, "artifact_uri": uri},
+        meta={**meta, "artifact_uri": location},
     )
     job.sae_id = sae.id
     transition(session, job, JobStatus.COMPLETED)
     log.info("training %s completed: SAE %s at %s, held-out explained variance %s",
-             job.id, sae.id, uri, metrics.get("explained_variance_heldout"))  # fmt: skip
+             job.id, sae.id, location, metrics.get("explained_variance_heldout"))  # fmt: skip
     return sae
 
 
-def _write_sae(job: TrainingJob, result: TrainingResult, meta: dict[str, Any]) -> tuple[Path, str]:
-    """Save in saeray's format under ``saes/<job id>``; returns the local folder and the
-    artifact URI. A rerun of the same (requeued) job replaces its earlier folder."""
+def _write_sae(job: TrainingJob, result: TrainingResult, meta: dict[str, Any]) -> str:
+    """Save in saeray's format under ``saes/<job id>`` of the artifact store; returns where
+    it now lives (a local folder, or a store URI every node can load it from). A rerun of
+    the same (requeued) job replaces its earlier folder."""
     from saeray.sae import save_sae
     from saeray.training.topk import to_inference_sae
 
@@ -235,17 +236,17 @@ def _write_sae(job: TrainingJob, result: TrainingResult, meta: dict[str, Any]) -
     if "://" not in store.uri:  # a local folder: write in place
         folder = Path(store.path(relpath))
         save_sae(sae, folder, metadata=meta)
-        return folder, str(folder)
-    folder = get_settings().home / "saes" / job.id
-    shutil.rmtree(folder, ignore_errors=True)
-    save_sae(sae, folder, metadata=meta)
-    pafs.copy_files(
-        str(folder),
-        store.path(relpath),
-        source_filesystem=pafs.LocalFileSystem(),
-        destination_filesystem=store.fs,
-    )
-    return folder, f"{store.uri.rstrip('/')}/{relpath}"
+        return str(folder)
+    with tempfile.TemporaryDirectory() as staging:
+        save_sae(sae, Path(staging), metadata=meta)
+        store.fs.create_dir(store.path(relpath), recursive=True)  # where folders are real
+        pafs.copy_files(
+            staging,
+            store.path(relpath),
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=store.fs,
+        )
+    return f"{store.uri.rstrip('/')}/{relpath}"
 
 
 def _failure_message(exc: BaseException) -> str:
