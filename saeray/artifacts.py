@@ -20,7 +20,8 @@ from saeray.settings import get_settings
 class ArtifactStore:
     def __init__(self, uri: str | None = None) -> None:
         uri = uri or get_settings().artifacts
-        if "://" not in uri:
+        self.is_local = "://" not in uri  # a folder on this machine, not a store URI
+        if self.is_local:
             Path(uri).mkdir(parents=True, exist_ok=True)
             uri = str(Path(uri).resolve())
         self.uri = uri
@@ -28,6 +29,10 @@ class ArtifactStore:
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
+
+    def address(self, relpath: str) -> str:
+        """Where ``relpath`` is for any node: a local path, or a URI in the store."""
+        return f"{self.uri.rstrip('/')}/{relpath}"
 
     def write_table(self, relpath: str, table: pa.Table) -> None:
         """Write a Parquet file atomically where the filesystem allows (write, then move)."""

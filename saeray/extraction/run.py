@@ -92,7 +92,7 @@ class ExtractionRun:
                 logits=logits,
                 top_tokens=config.top_tokens,
                 statistics=self._statistics(accumulator, results, seconds),
-                artifact_uri=f"{self.store.uri.rstrip('/')}/{examples}",
+                artifact_uri=self.store.address(examples),
             )
 
     def abandon(self) -> None:

@@ -233,10 +233,9 @@ def _write_sae(job: TrainingJob, result: TrainingResult, meta: dict[str, Any]) -
     store = ArtifactStore()
     relpath = f"saes/{job.id}"
     store.delete_dir(relpath)
-    if "://" not in store.uri:  # a local folder: write in place
-        folder = Path(store.path(relpath))
-        save_sae(sae, folder, metadata=meta)
-        return str(folder)
+    if store.is_local:  # write in place
+        save_sae(sae, Path(store.path(relpath)), metadata=meta)
+        return store.address(relpath)
     with tempfile.TemporaryDirectory() as staging:
         save_sae(sae, Path(staging), metadata=meta)
         store.fs.create_dir(store.path(relpath), recursive=True)  # where folders are real
@@ -246,7 +245,7 @@ def _write_sae(job: TrainingJob, result: TrainingResult, meta: dict[str, Any]) -
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=store.fs,
         )
-    return f"{store.uri.rstrip('/')}/{relpath}"
+    return store.address(relpath)
 
 
 def _failure_message(exc: BaseException) -> str:
